@@ -1,0 +1,104 @@
+"""`python -m portraittalk bench`: per-stage timing, real-time factor and peak memory.
+
+Each case runs in a fresh child process (so peak memory is that render's own), loads the
+models first, then renders an example portrait with an example speech clip. Real-time
+factor = seconds of work / seconds of audio (< 1 is faster than real time). Targets from
+the project brief, printed next to the figures: render + encode ≤ 0.5 × audio, identity
+scoring ≤ 1.0 × audio more, peak memory of a 60 s clip < 2 GB.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example_cases() -> list[tuple[Path, Path]]:
+    portraits = sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    clips = sorted(EXAMPLES.glob("*.wav"))
+    if not portraits or not clips:
+        return []
+    # Every portrait once, cycling through the clips.
+    return [(p, clips[i % len(clips)]) for i, p in enumerate(portraits)]
+
+
+def _looped_audio(src: Path, seconds: float, out_dir: Path) -> Path:
+    import numpy as np
+
+    from .audio_io import load_audio, write_wav
+    clip = load_audio(src)
+    reps = int(np.ceil(seconds / clip.duration_s))
+    samples = np.tile(clip.samples, reps)[: int(seconds * clip.sample_rate)]
+    return write_wav(out_dir / f"{src.stem}_{int(seconds)}s.wav", samples, clip.sample_rate)
+
+
+def _run_case(image: str, audio: str, out: str, conn) -> None:
+    from .pipeline import PortraitTalkPipeline, RenderSettings
+    pipe = PortraitTalkPipeline()
+    t0 = time.perf_counter()
+    pipe.warm_up()
+    load_s = time.perf_counter() - t0
+    res = pipe.render(image, audio, out, RenderSettings())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    conn.send({"load_s": load_s, "peak_mb": peak_mb, "report": res.report})
+    conn.close()
+
+
+def run_case(image: Path, audio: Path, out: Path) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_run_case, args=(str(image), str(audio), str(out), child))
+    proc.start()
+    result = parent.recv()
+    proc.join()
+    return result
+
+
+def run_bench(seconds: float | None = None, out_dir: str | None = None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    cases = example_cases()
+    if not cases:
+        print("No examples found in", EXAMPLES)
+        return 1
+    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="portraittalk-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if seconds:
+        cases.append((cases[0][0], _looped_audio(cases[0][1], seconds, work)))
+    cols = ["case", "audio s", "frames", "size", "face", "speech", "motion", "render+enc", "identity*",
+            "RTF render", "RTF identity", "RTF total", "peak MB"]
+    rows = []
+    for image, audio in cases:
+        r = run_case(image, audio, work / f"{image.stem}__{audio.stem}.mp4")
+        rep = r["report"]
+        t = rep["timings_s"]
+        dur = rep["input"]["audio"]["duration_s"]
+        ident = t.get("identity_wait_after_render", 0.0)
+        rows.append([
+            f"{image.stem[:18]} + {audio.stem[:18]}", f"{dur:.1f}", str(rep["video"]["frames"]),
+            "x".join(map(str, rep["video"]["size"])), f"{t.get('face_analysis', 0):.2f}",
+            f"{t.get('audio_decode', 0) + t.get('speech_analysis', 0):.2f}", f"{t.get('motion', 0):.2f}",
+            f"{t.get('render_encode', 0):.2f}", f"{ident:.2f}", f"{t.get('render_encode', 0) / dur:.2f}",
+            f"{ident / dur:.2f}", f"{rep['realtime_factor']:.2f}", f"{r['peak_mb']:.0f}",
+        ])
+        summ = (rep.get("identity") or {}).get("summary", {})
+        rows[-1].append(f"{summ.get('mean_cosine', float('nan')):.3f}/{summ.get('min_cosine', float('nan')):.3f}")
+    cols.append("identity mean/min")
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    line = " | ".join(c.ljust(w) for c, w in zip(cols, widths))
+    print(line)
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
+    print(f"\ncpus: {os.cpu_count()}  ·  times in seconds  ·  RTF = seconds of work per second of audio"
+          "\n* identity = extra wait for scoring after the last frame was encoded (scoring runs beside rendering)"
+          "\ntargets: RTF render ≤ 0.50, RTF identity ≤ 1.00, peak < 2048 MB for a 60 s clip")
+    (work / "bench.json").write_text(json.dumps({"columns": cols, "rows": rows}, indent=1))
+    print(f"videos and bench.json in {work}")
+    return 0

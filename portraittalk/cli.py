@@ -1,0 +1,105 @@
+"""Command line: `python -m portraittalk render …` and `python -m portraittalk bench`.
+
+Bad input ends with one sentence on stderr and exit code 2; a bug ends with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import PortraitTalkError
+
+EXIT_BAD_INPUT = 2
+
+
+def _quiet_native_logs() -> None:
+    # mediapipe/TFLite write start-up chatter to stderr; the CLI keeps stderr for real messages.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m portraittalk",
+                                     description="Portrait + speech → talking-face video with identity scores.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="make a talking-face MP4 from a portrait and a speech recording")
+    r.add_argument("--image", required=True, help="portrait photo (JPEG, PNG, WebP, BMP, TIFF)")
+    r.add_argument("--audio", required=True, help="speech recording (WAV, MP3, M4A, OGG, FLAC …)")
+    r.add_argument("--out", required=True, help="output video path (.mp4)")
+    r.add_argument("--scores", help="write per-frame identity scores and the run report here (JSON)")
+    r.add_argument("--motion", help="write the motion track here (JSON)")
+    r.add_argument("--transcript", help="what is said (text, or @file.txt); improves lip sync for English")
+    r.add_argument("--reference", action="append", default=[],
+                   help="extra portrait of the same person (repeatable); used for identity scoring")
+    r.add_argument("--fps", type=float, default=25.0)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-size", type=int, default=1024, help="cap on the video's long side in pixels")
+    r.add_argument("--audio-strength", type=float, default=1.0, help="0 = mouth still … 2 = exaggerated")
+    r.add_argument("--head-motion", type=float, default=1.0, help="0 = still head … 2 = lively")
+    r.add_argument("--blink-rate", type=float, default=1.0, help="0 = no blinks … 2 = twice as often")
+    r.add_argument("--engine", default="warp", choices=["warp", "diffusion"])
+    r.add_argument("--no-identity", action="store_true", help="skip per-frame identity scoring")
+    b = sub.add_parser("bench", help="time every stage on the bundled examples and print a table")
+    b.add_argument("--seconds", type=float, default=None, help="also time a clip of this length (looped audio)")
+    b.add_argument("--out-dir", default=None, help="keep the rendered videos here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_native_logs()
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            return _render(args)
+        if args.command == "bench":
+            from .bench import run_bench
+            return run_bench(seconds=args.seconds, out_dir=args.out_dir)
+    except PortraitTalkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .pipeline import PortraitTalkPipeline, RenderSettings
+
+    for label, path in (("portrait", args.image), ("audio", args.audio)):
+        if not Path(path).is_file():
+            raise InputError(f"The {label} file '{path}' does not exist; check the path.")
+    transcript = args.transcript
+    if transcript and transcript.startswith("@"):
+        try:
+            transcript = Path(transcript[1:]).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            raise InputError(f"The transcript file '{transcript[1:]}' cannot be read; check the path.") from None
+    settings = RenderSettings(
+        fps=args.fps, seed=args.seed, max_size=args.max_size, transcript=transcript,
+        audio_strength=args.audio_strength, head_motion=args.head_motion, blink_rate=args.blink_rate,
+        engine=args.engine, score_identity=not args.no_identity)
+
+    def progress(stage: str, frac: float, msg: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{int(frac * 100):3d}% {msg:<40}", end="", file=sys.stderr, flush=True)
+
+    result = PortraitTalkPipeline().render(args.image, args.audio, args.out, settings, progress,
+                                           references=args.reference)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if args.scores:
+        result.write_scores(args.scores)
+    if args.motion:
+        result.write_motion(args.motion)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    summary = result.report.get("identity") or {}
+    print(json.dumps({"video": str(result.video_path), "identity": summary.get("summary"),
+                      "realtime_factor": result.report["realtime_factor"]}))
+    return 0

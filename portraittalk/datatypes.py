@@ -1,0 +1,186 @@
+"""Typed boundaries between the pipeline stages.
+
+inputs (Portrait, AudioClip) → analysis (FaceAnalysis, SpeechAnalysis) → MotionTrack →
+renderer (frames) → encoder (MP4) → IdentityScores. Each stage takes and returns these
+records only, so the data flow stays one-way and every stage can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Portrait:
+    """A decoded still image, upright (EXIF applied), 8-bit RGB."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8, the full frame the video is made of
+    source_name: str  # file name only, for reports
+    original_size: tuple[int, int]  # (width, height) of the file before any size cap
+    notes: list[str] = field(default_factory=list)  # conversions applied (16-bit, RGBA, CMYK…)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+
+@dataclass
+class AudioClip:
+    """Decoded speech: mono float32 at 16 kHz for analysis; the original file is muxed as-is."""
+
+    samples: np.ndarray  # (N,) float32 in [-1, 1], mono, ``sample_rate`` Hz
+    sample_rate: int  # always 16000 for analysis
+    source_path: str  # original file, muxed into the video untouched when possible
+    original_rate: int
+    original_channels: int
+    codec: str = ""  # e.g. "pcm_s24le", "mp3"
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / float(self.sample_rate)
+
+
+@dataclass
+class FaceAnalysis:
+    """Face mesh of the chosen face, in full-frame pixel coordinates."""
+
+    landmarks: np.ndarray  # (478, 3) float32: x, y in pixels; z in pixels (same scale as x), mediapipe topology
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) around the mesh, full-frame pixels
+    faces_found: int  # how many faces the detector saw
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PhoneSegment:
+    """One phone of the speech, ARPAbet without stress digits ("AA", "P", …); "SIL" is silence."""
+
+    phone: str
+    start: float  # seconds
+    end: float  # seconds
+
+
+@dataclass
+class SpeechAnalysis:
+    """What the audio says and how it sounds, on the video's frame grid."""
+
+    phones: list[PhoneSegment]
+    method: str  # "forced-alignment" | "phone-decoder" | "acoustic"
+    language: str  # "en" when the English recogniser explains the audio well, else "unknown"
+    speech_ratio: float  # fraction of frames with voice activity
+    fps: float
+    # Per-video-frame features, all shape (n_frames,), float32:
+    energy: np.ndarray  # loudness, 0 (silence) … 1 (loud speech), normalised per clip
+    voicing: np.ndarray  # 0 … 1 probability the frame is voiced
+    pitch: np.ndarray  # semitones relative to the clip's median pitch, 0 where unvoiced
+    speech: np.ndarray  # 0/1 voice activity (after hangover smoothing)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MotionTrack:
+    """Per-frame face controls for the renderer; every array has shape (n_frames,), float32.
+
+    Units (the renderer's contract):
+      jaw_open        0 … 1   1 = widest natural opening (lower lip drops ~0.55 × mouth width)
+      lip_close       0 … 1   1 = lips pressed together (P/B/M); overrides jaw opening of the lips
+      mouth_wide     -1 … 1   +1 = spread lips (EE), −1 = narrowed/rounded (OO, W)
+      lip_round       0 … 1   1 = pursed/protruded lips (OO, W, SH)
+      lower_lip_tuck  0 … 1   1 = lower lip under the upper teeth (F/V)
+      upper_lip_raise 0 … 1   1 = upper lip lifted, upper teeth shown
+      tongue          0 … 1   1 = tongue tip visible at the teeth (TH, L)
+      smile           -1 … 1  mouth-corner lift (+) / drop (−), expression
+      brow_raise      -1 … 1  +1 = raised brows (surprise), −1 = frown
+      blink           0 … 1   1 = eyelids closed
+      head_yaw/pitch/roll     degrees, small (±5); yaw + = subject turns to image right
+      gaze_x, gaze_y  -1 … 1  iris shift as a fraction of the eye's half width / half height
+    """
+
+    fps: float
+    jaw_open: np.ndarray
+    lip_close: np.ndarray
+    mouth_wide: np.ndarray
+    lip_round: np.ndarray
+    lower_lip_tuck: np.ndarray
+    upper_lip_raise: np.ndarray
+    tongue: np.ndarray
+    smile: np.ndarray
+    brow_raise: np.ndarray
+    blink: np.ndarray
+    head_yaw: np.ndarray
+    head_pitch: np.ndarray
+    head_roll: np.ndarray
+    gaze_x: np.ndarray
+    gaze_y: np.ndarray
+
+    CHANNELS = (
+        "jaw_open", "lip_close", "mouth_wide", "lip_round", "lower_lip_tuck", "upper_lip_raise",
+        "tongue", "smile", "brow_raise", "blink", "head_yaw", "head_pitch", "head_roll", "gaze_x", "gaze_y",
+    )
+
+    @property
+    def n_frames(self) -> int:
+        return int(len(self.jaw_open))
+
+    @classmethod
+    def still(cls, n_frames: int, fps: float) -> "MotionTrack":
+        """A track with every control at rest."""
+        return cls(fps=fps, **{c: np.zeros(n_frames, np.float32) for c in cls.CHANNELS})
+
+    def frame(self, i: int) -> dict[str, float]:
+        return {c: float(getattr(self, c)[i]) for c in self.CHANNELS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fps": self.fps, "n_frames": self.n_frames,
+                "channels": {c: np.round(getattr(self, c), 4).tolist() for c in self.CHANNELS}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MotionTrack":
+        return cls(fps=float(d["fps"]), **{c: np.asarray(d["channels"][c], np.float32) for c in cls.CHANNELS})
+
+
+@dataclass
+class FrameScore:
+    """Identity of one output frame against the portrait (dlib 128-d face descriptor)."""
+
+    frame: int
+    cosine: float  # cosine similarity of the two descriptors
+    distance: float  # Euclidean descriptor distance; dlib's same-person threshold is 0.6
+    face_found: bool = True
+
+
+@dataclass
+class IdentityScores:
+    frames: list[FrameScore]
+    threshold: float = 0.6
+
+    def summary(self) -> dict[str, Any]:
+        cos = np.array([f.cosine for f in self.frames], np.float64)
+        dist = np.array([f.distance for f in self.frames], np.float64)
+        if len(cos) == 0:
+            return {"frames": 0}
+        return {
+            "frames": len(cos),
+            "mean_cosine": round(float(cos.mean()), 4),
+            "min_cosine": round(float(cos.min()), 4),
+            "mean_distance": round(float(dist.mean()), 4),
+            "max_distance": round(float(dist.max()), 4),
+            "frames_within_threshold": int((dist <= self.threshold).sum()),
+            "frames_over_threshold": int((dist > self.threshold).sum()),
+            "threshold": self.threshold,
+        }
+
+
+def dataclass_to_dict(obj: Any) -> dict[str, Any]:
+    """Shallow dict of a dataclass for JSON reports (numpy arrays become lists)."""
+    out = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out

@@ -1,0 +1,113 @@
+"""The "warp" engine: animates the portrait itself, frame by frame, on the CPU.
+
+Per frame: the rig moves the mesh (mouth, eyes, brows, head pose) → control points (mesh,
+a ring around the head that follows the head pose, a fixed border) → a piecewise-affine
+inverse map computed at ≤ `work_size` px → upsampled and applied to the full-resolution
+face region → the mouth opening is repainted → the region is pasted back into the
+untouched full frame. Only a square region around the head is ever touched, and its border
+is pinned, so background, shoulders and the rest of the picture stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import face as fm
+from .datatypes import FaceAnalysis
+from .face_rig import FaceRig
+from .mouth_interior import measure_mouth, paint_mouth
+from .warp import PiecewiseAffineWarp
+
+
+# mediapipe's FACEMESH_FACE_OVAL landmark set.
+_FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
+              284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454)
+
+
+@dataclass
+class RenderedFrame:
+    rgb: np.ndarray  # (H, W, 3) uint8, the full portrait frame
+    landmarks: np.ndarray  # (478, 2) where the rig put the mesh, full-frame pixels
+    box: tuple[int, int, int, int]  # face box in full-frame pixels (for identity scoring)
+
+
+class WarpRenderer:
+    REGION_SCALE = 2.5  # region side / face size: room for hair, ears, neck and head motion
+
+    def __init__(self, portrait: np.ndarray, face: FaceAnalysis, work_size: int = 512) -> None:
+        self.portrait = portrait
+        H, W = portrait.shape[:2]
+        lm = face.landmarks.astype(np.float64)
+        x0, y0 = lm[:, :2].min(0)
+        x1, y1 = lm[:, :2].max(0)
+        side = self.REGION_SCALE * max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.05 * side
+        rx0, ry0 = int(max(0, math.floor(cx - side / 2))), int(max(0, math.floor(cy - side / 2)))
+        rx1, ry1 = int(min(W, math.ceil(cx + side / 2))), int(min(H, math.ceil(cy + side / 2)))
+        self.origin = np.array([rx0, ry0], np.float64)
+        self.region_box = (rx0, ry0, rx1, ry1)
+        self.region = np.ascontiguousarray(portrait[ry0:ry1, rx0:rx1])
+        rh, rw = self.region.shape[:2]
+        self.scale = min(1.0, work_size / max(rw, rh))
+        self.work_size = (max(2, round(rw * self.scale)), max(2, round(rh * self.scale)))
+
+        local = lm.copy()
+        local[:, :2] -= self.origin
+        self.rig = FaceRig(local)
+        self.look = measure_mouth(self.region, local)
+
+        # Control points beyond the mesh: a ring around the head that follows head pose,
+        # and the region border, pinned.
+        oval = local[list(_FACE_OVAL), :2]
+        centre = oval.mean(0)
+        rel = oval - centre
+        ex, ey = self.rig.ex, self.rig.ey
+        half_x = np.abs(rel @ ex).max()
+        half_y = np.abs(rel @ ey).max()
+        ang = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        ry = np.where(np.sin(ang) > 0, 1.7, 1.45) * half_y  # further below (neck) than above (hair)
+        ring = centre + np.outer(np.cos(ang) * 1.38 * half_x, ex) + np.outer(np.sin(ang) * ry, ey)
+        inset = 0.03 * max(rw, rh)
+        keep = (ring[:, 0] > inset) & (ring[:, 0] < rw - inset) & (ring[:, 1] > inset) & (ring[:, 1] < rh - inset)
+        self.ring = ring[keep]
+        self.ring_z = float(np.median(local[list(_FACE_OVAL), 2]))
+        n = 10
+        t = np.linspace(0, 1, n, endpoint=False)
+        bw, bh = rw - 1, rh - 1
+        self.border = np.concatenate([
+            np.c_[t * bw, np.zeros(n)], np.c_[np.full(n, bw), t * bh],
+            np.c_[bw - t * bw, np.full(n, bh)], np.c_[np.zeros(n), bh - t * bh],
+        ])
+        src_points = np.concatenate([local[:, :2], self.ring, self.border]) * self.scale
+        self.warp = PiecewiseAffineWarp(src_points, self.work_size)
+        gy, gx = np.mgrid[0:rh, 0:rw].astype(np.float32)
+        self._region_grid = (gx, gy)
+        self._wgrid = np.mgrid[0:self.work_size[1], 0:self.work_size[0]].astype(np.float32)[::-1]
+
+    def render(self, controls: dict[str, float]) -> RenderedFrame:
+        rig_out = self.rig.pose(controls)
+        ring_shift = self.rig.head_point_shift(
+            self.ring, controls.get("head_yaw", 0.0), controls.get("head_pitch", 0.0),
+            controls.get("head_roll", 0.0), self.ring_z) * 0.9
+        dst = np.concatenate([rig_out.landmarks, self.ring + ring_shift, self.border]) * self.scale
+        map_x, map_y = self.warp.backward_map(dst)
+        gx, gy = self._region_grid
+        if self.scale < 1.0:
+            # Upsample the displacement (not the map) so unmoved pixels stay exactly in place.
+            rh, rw = self.region.shape[:2]
+            dx = cv2.resize((map_x - self._wgrid[0]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
+            dy = cv2.resize((map_y - self._wgrid[1]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
+            map_x, map_y = gx + dx, gy + dy
+        out_region = cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.get("tongue", 0.0))
+        frame = self.portrait.copy()
+        rx0, ry0, rx1, ry1 = self.region_box
+        frame[ry0:ry1, rx0:rx1] = out_region
+        lm_full = rig_out.landmarks + self.origin.astype(np.float32)
+        lo = np.floor(lm_full.min(0)).astype(int)
+        hi = np.ceil(lm_full.max(0)).astype(int)
+        return RenderedFrame(frame, lm_full, (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])))

@@ -1,0 +1,61 @@
+"""Face analysis on real portraits: mesh found, largest face chosen, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portraittalk.errors import InputError
+from portraittalk.face import estimate_yaw_degrees, eye_open_ratio, mouth_gap_ratio
+
+from .conftest import EXAMPLES, load_rgb, sample
+
+
+@pytest.mark.parametrize("name", ["grace_hopper.jpg", "astronaut_eileen_collins.jpg"])
+def test_examples_have_a_frontal_face(face_analyzer, name):
+    rgb = load_rgb(EXAMPLES / name)
+    face = face_analyzer.analyze(rgb)
+    assert face.landmarks.shape == (478, 3)
+    x0, y0, x1, y1 = face.box
+    h, w = rgb.shape[:2]
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    assert abs(estimate_yaw_degrees(face.landmarks)) < 15
+    assert 0.15 < eye_open_ratio(face.landmarks) < 0.6
+    # Irises lie between the eye corners.
+    assert face.landmarks[468, 0] < face.landmarks[473, 0]
+
+
+def test_closed_and_open_mouths_are_told_apart(face_analyzer):
+    closed = face_analyzer.analyze(load_rgb(EXAMPLES / "grace_hopper.jpg"))
+    smiling = face_analyzer.analyze(load_rgb(EXAMPLES / "astronaut_eileen_collins.jpg"))
+    assert mouth_gap_ratio(closed.landmarks) < 0.05
+    assert mouth_gap_ratio(smiling.landmarks) > 0.08
+
+
+def test_no_face_is_a_clear_error(face_analyzer):
+    flat = np.full((300, 400, 3), 128, np.uint8)
+    with pytest.raises(InputError, match="No face"):
+        face_analyzer.analyze(flat)
+    with pytest.raises(InputError, match="front-facing"):
+        face_analyzer.analyze(load_rgb(sample("images/coffee_no_face.png")))
+
+
+def test_two_faces_pick_the_largest_and_say_so(face_analyzer):
+    rgb = load_rgb(sample("images/greenscreen_two_faces_glasses.jpg"))
+    face = face_analyzer.analyze(rgb)
+    assert face.faces_found >= 2
+    assert any("largest" in w for w in face.warnings)
+
+
+def test_small_face_in_a_full_length_portrait(face_analyzer):
+    rgb = load_rgb(sample("images/biden_official_portrait_small_face.jpg"))
+    face = face_analyzer.analyze(rgb)
+    x0, y0, x1, y1 = face.box
+    assert y1 < rgb.shape[0] * 0.35  # the head, near the top of a standing figure
+    assert (x1 - x0) < rgb.shape[1] * 0.5
+
+
+def test_profile_is_flagged(face_analyzer):
+    face = face_analyzer.analyze(load_rgb(sample("images/cameraman_profile_gray.png")))
+    assert abs(estimate_yaw_degrees(face.landmarks)) > 35
+    assert any("turned" in w for w in face.warnings)
