@@ -85,7 +85,7 @@ class MotionTrack:
     """Per-frame face controls for the renderer; every array has shape (n_frames,), float32.
 
     Units (the renderer's contract):
-      jaw_open        0 … 1   1 = widest natural opening (lower lip drops ~0.55 × mouth width)
+      jaw_open        0 … 1   1 = widest natural opening (lower lip drops ~0.42 × mouth width)
       lip_close       0 … 1   1 = lips pressed together (P/B/M); overrides jaw opening of the lips
       mouth_wide     -1 … 1   +1 = spread lips (EE), −1 = narrowed/rounded (OO, W)
       lip_round       0 … 1   1 = pursed/protruded lips (OO, W, SH)

@@ -100,8 +100,10 @@ class VideoEncoder:
             "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
                    "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
             "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", "-f", "mp4", str(self._video_tmp),
         ]
+        if self.audio_path is None:
+            cmd += ["-movflags", "+faststart"]  # otherwise the muxing pass does it
+        cmd += ["-f", "mp4", str(self._video_tmp)]
         self._log_file = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file)
 

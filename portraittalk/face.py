@@ -12,7 +12,10 @@ package (Apache-2.0).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -44,6 +47,25 @@ MESH_CROP_SIZE = 512  # the mesh is fitted on a square crop of this size around 
 DETECT_LONG_SIDE = 1024  # face detection runs on a copy no larger than this
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """mediapipe's C++ core logs start-up chatter straight to fd 2; keep stderr for real messages."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @dataclass
 class DetectedFace:
     box: tuple[int, int, int, int]  # full-frame pixels
@@ -62,11 +84,28 @@ class FaceAnalyzer:
         import mediapipe as mp  # imported here: it is slow to import and logs on import
 
         self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
+        # Graphs log on first use and on some inputs; fd 2 is muted only around their calls.
+        self._quiet = True
+        with _native_stderr_silenced():
+            self._build(mp)
+
+    def _build(self, mp) -> None:
         self._detect_full = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
         self._detect_short = mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
         )
+
+    def _maybe_quiet(self):
+        return _native_stderr_silenced() if self._quiet else contextlib.nullcontext()
+
+    def warm_up(self) -> None:
+        """Run every graph once on a blank image, silently (their first run logs to stderr)."""
+        blank = np.zeros((256, 256, 3), np.uint8)
+        with self._lock, _native_stderr_silenced():
+            self._detect_full.process(blank)
+            self._detect_short.process(blank)
+            self._mesh.process(blank)
 
     # -- detection ---------------------------------------------------------------------
     def detect_faces(self, rgb: np.ndarray) -> list[DetectedFace]:
@@ -76,7 +115,7 @@ class FaceAnalyzer:
         small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
         small = np.ascontiguousarray(small)
         faces: list[DetectedFace] = []
-        with self._lock:
+        with self._lock, self._maybe_quiet():
             for detector in (self._detect_full, self._detect_short):
                 result = detector.process(small)
                 for det in result.detections or []:
@@ -99,7 +138,7 @@ class FaceAnalyzer:
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         side = max(x1 - x0, y1 - y0) * 2.0  # mesh model expects some margin around the face
         crop, origin, scale = _square_crop(rgb, cx, cy, side, MESH_CROP_SIZE)
-        with self._lock:
+        with self._lock, self._maybe_quiet():
             result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None

@@ -60,6 +60,15 @@ class FaceRig:
         ex = p[fm.LEFT_EYE_OUTER] - p[fm.RIGHT_EYE_OUTER]
         self.ex = ex / (np.linalg.norm(ex) + 1e-9)
         self.ey = np.array([-self.ex[1], self.ex[0]])  # image "down" in the face frame
+        # On a closed mouth the inner-lip points of a pair nearly coincide (or even cross);
+        # the warp's triangles between them would fold when the jaw opens. Keep each upper
+        # point at least a little above its lower partner.
+        for a, b in zip(fm.INNER_UPPER[1:-1], fm.INNER_LOWER[1:-1]):
+            gap = float((p[b] - p[a]) @ self.ey)
+            if gap < 0.8:
+                mid = (p[a] + p[b]) / 2
+                p[a] = mid - self.ey * 0.4
+                p[b] = mid + self.ey * 0.4
         self.mouth_w = float(np.linalg.norm(p[fm.MOUTH_RIGHT] - p[fm.MOUTH_LEFT]))
         self.face_h = float(np.linalg.norm(p[fm.CHIN] - p[fm.FOREHEAD]))
         self.mouth_c = (p[fm.MOUTH_LEFT] + p[fm.MOUTH_RIGHT]) / 2
@@ -92,6 +101,11 @@ class FaceRig:
         step = np.where(side > 0, 1.0, np.where(side < 0, 0.0, 0.5))
         blend = _smoothstep(-0.35, 0.35, dv)
         chin_gain = 1.0 + 0.1 * np.clip(dv, 0, 1.5)
+        # The lower lip is soft tissue stretched by the jaw: it drops most in the middle,
+        # which makes the opening a lens, not a box; the chin below moves as a block.
+        curved = 0.3 + 0.7 * np.cos(0.5 * np.pi * np.clip(au, 0, 1)) ** 1.2
+        lipness = np.where(side >= 0, 1.0 - _smoothstep(0.08, 0.4, dv), 0.0)
+        lateral = np.where(au < 1.0, lipness * np.minimum(curved, lateral) + (1 - lipness) * lateral, lateral)
         self.w_jaw = lateral * (inside * step + (1 - inside) * blend) * chin_gain
 
         # Lip bodies: weights for moving a whole lip (inner edge to outer edge, tapering off).
@@ -125,7 +139,7 @@ class FaceRig:
         # Teeth anchors in the source: the upper incisal edge sits a little below the
         # upper inner lip at rest; the lower teeth's top edge a little above the lower lip.
         self.teeth_upper_src = p[iu] + self.ey * 0.045 * W
-        self.teeth_lower_src = p[il] - self.ey * 0.015 * W
+        self.teeth_lower_src = p[il] + self.ey * 0.01 * W
 
     def _eye_weights(self, upper: list[int], lower: list[int], iris: list[int]) -> dict:
         p = self.src[:, :2]
@@ -168,14 +182,14 @@ class FaceRig:
         blink = float(np.clip(c.get("blink", 0.0), 0, 1))
 
         # Jaw drop (also the lower teeth).
-        drop = jaw * 0.55 * W
+        drop = jaw * 0.42 * W
         jaw_disp = np.outer(self.w_jaw * drop, ey)
         p += jaw_disp
 
         # Upper lip raise and rounding (a small round opening, lips pushed out).
         u2 = np.clip(self.u, -1.5, 1.5) ** 2
         centre_w = np.clip(1 - 0.6 * u2, 0, 1)
-        up = (0.08 * raise_ + 0.035 * rnd + 0.02 * tuck) * W
+        up = (0.08 * raise_ + 0.035 * rnd + 0.02 * tuck) * W + 0.10 * drop  # the upper lip arches as the jaw opens
         p -= np.outer(self.w_upper_lip * centre_w * up, ey)
         p += np.outer(self.w_lower_lip * centre_w * 0.03 * rnd * W, ey)
 

@@ -5,12 +5,12 @@ distance is below 0.6) with dlib's 5-point landmark model for alignment, both fr
 ``face_recognition_models`` package. The 68-point model in that package is never used
 (its training data forbids commercial use).
 
-Speed: dlib's Python wheel runs the ResNet without BLAS (about 140 ms a face on this
-class of CPU, far too slow to score every frame), so the same network is rebuilt in
-PyTorch from the weights in dlib's own ``.dat`` file. Its descriptors equal dlib's to
-~1e-6 (checked by the tests) at ~13 ms a face, ~5 ms a face in batches of 8. dlib
-itself is used for the 5 landmarks, the aligned 150×150 face chip, the fallback face
-detector, and as the descriptor backend when PyTorch is unavailable.
+Speed: dlib's Python wheel runs the ResNet without BLAS (about 140 ms a face, too slow
+to score every frame of a 25 fps video), so the same network is rebuilt in PyTorch from
+the weights in dlib's own ``.dat`` file. Its descriptors equal dlib's to ~1e-6 (checked
+by the tests); one core needs ~11–13 ms a face in batches of 8 (``stream``), plus ~4 ms
+to align. dlib itself is used for the 5 landmarks, the aligned 150×150 face chip, the
+fallback face detector, and as the descriptor backend when PyTorch is unavailable.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 
 from .datatypes import FrameScore, IdentityScores
-from .errors import InputError
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), full-frame pixels
 
@@ -50,7 +49,7 @@ class IdentityScorer:
         predictor_path, resnet_path = _model_paths(model_dir)
         self._dlib = dlib
         self._lock = threading.Lock()
-        self._detector = dlib.get_frontal_face_detector()  # only when no face box is known
+        self._detector = None  # HOG face detector, loaded on first use: the pipeline passes boxes
         self._landmarks = dlib.shape_predictor(str(predictor_path))
         self._net = None
         self._dlib_net = None
@@ -75,6 +74,8 @@ class IdentityScorer:
         small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
         small = np.ascontiguousarray(small)
         with self._lock:
+            if self._detector is None:
+                self._detector = self._dlib.get_frontal_face_detector()
             rects = self._detector(small, 0)
             if not rects:
                 rects = self._detector(small, 1)  # upsampled pass for small faces
@@ -125,14 +126,18 @@ class IdentityScorer:
         vectors = iter(self.embed(found))
         return [next(vectors) if c is not None else None for c in chips]
 
-    def reference(self, rgbs: Sequence[np.ndarray], boxes: Sequence[Box | None] | None = None) -> np.ndarray:
-        """Mean descriptor of one or more reference pictures of the person."""
+    def reference(self, rgbs: Sequence[np.ndarray], boxes: Sequence[Box | None] | None = None) -> np.ndarray | None:
+        """Mean descriptor of one or more reference pictures of the person.
+
+        With known boxes a descriptor always exists; None only when ``boxes`` are None
+        and the fallback detector finds a face in none of the pictures.
+        """
         if isinstance(rgbs, np.ndarray) and rgbs.ndim == 3:
             rgbs = [rgbs]
             boxes = [boxes] if boxes is not None and not isinstance(boxes[0], (tuple, list)) else boxes
         found = [d for d in self.descriptors(rgbs, boxes) if d is not None]
         if not found:
-            raise InputError("No face was found in the portrait to compare the video against; please use a clear, front-facing photo.")
+            return None
         return np.mean(found, axis=0).astype(np.float32)
 
     # -- scores ----------------------------------------------------------------------
@@ -157,7 +162,7 @@ class IdentityScorer:
 
 class IdentityStream:
     """Aligns each frame as it arrives (only the 150×150 chip is kept) and runs the
-    network in batches, which is ~2.5× cheaper per frame than one at a time."""
+    network in batches of ``batch_size``, about half the cost per frame of ``score``."""
 
     def __init__(self, scorer: IdentityScorer, reference: np.ndarray, batch_size: int = 8):
         self._scorer = scorer
@@ -218,33 +223,33 @@ def _face_square(box: Box) -> tuple[float, float, float]:
 
 
 def _normalised_crop(rgb: np.ndarray, box: Box) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Resample the region around the face so the face square is _FACE_PX wide."""
+    """Resample the region around the face so the face square is _FACE_PX wide.
+
+    Large faces are first halved with pyrDown (a proper low-pass, much cheaper than an
+    area resize) until the remaining scale is at least 0.5, then one bilinear warp puts
+    the face square at the centre of a _CROP_PX × _CROP_PX crop (zeros outside the frame).
+    """
     cx, cy, side = _face_square(box)
     scale = _FACE_PX / side
-    if scale < 1.0:
-        crop = _shrink_region(rgb, cx, cy, side, scale)
-    else:
-        m = np.array([[scale, 0, _CROP_PX / 2 - cx * scale], [0, scale, _CROP_PX / 2 - cy * scale]], np.float32)
-        crop = cv2.warpAffine(rgb, m, (_CROP_PX, _CROP_PX), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    source, origin, factor = rgb, (0.0, 0.0), 1.0
+    if scale < 0.5:
+        h, w = rgb.shape[:2]
+        levels = int(np.floor(np.log2(0.5 / scale))) + 1
+        margin = side * _CROP_PX / _FACE_PX / 2 + 4 * 2 ** levels
+        x0, y0 = max(int(cx - margin), 0), max(int(cy - margin), 0)
+        x1, y1 = min(int(np.ceil(cx + margin)), w), min(int(np.ceil(cy + margin)), h)
+        if x1 - x0 >= 2 ** levels and y1 - y0 >= 2 ** levels:
+            source, origin = rgb[y0:y1, x0:x1], (float(x0), float(y0))
+            for _ in range(levels):
+                source = cv2.pyrDown(source)  # output pixel i sits on input pixel 2i
+                factor *= 0.5
+    step = scale / factor  # source pixels → crop pixels
+    qx, qy = (cx - origin[0]) * factor, (cy - origin[1]) * factor
+    m = np.array([[step, 0, _CROP_PX / 2 - qx * step], [0, step, _CROP_PX / 2 - qy * step]], np.float32)
+    crop = cv2.warpAffine(source, m, (_CROP_PX, _CROP_PX), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     lo = (_CROP_PX - _FACE_PX) // 2
-    return np.ascontiguousarray(crop), (lo, lo, lo + _FACE_PX, lo + _FACE_PX)
-
-
-def _shrink_region(rgb: np.ndarray, cx: float, cy: float, side: float, scale: float) -> np.ndarray:
-    """Area-downscale the region around the face (warpAffine alone would alias)."""
-    h, w = rgb.shape[:2]
-    half = side * _CROP_PX / _FACE_PX / 2
-    x0, y0 = int(np.floor(cx - half)), int(np.floor(cy - half))
-    x1, y1 = int(np.ceil(cx + half)), int(np.ceil(cy + half))
-    region = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if sx1 > sx0 and sy1 > sy0:
-        region[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
-    small = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    # Place with the exact sub-pixel offset of the requested centre.
-    m = np.array([[1, 0, _CROP_PX / 2 - (cx - x0) * scale], [0, 1, _CROP_PX / 2 - (cy - y0) * scale]], np.float32)
-    return cv2.warpAffine(small, m, (_CROP_PX, _CROP_PX), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, (lo, lo, lo + _FACE_PX, lo + _FACE_PX)
 
 
 def _model_paths(model_dir: str | Path | None) -> tuple[Path, Path]:

@@ -53,8 +53,9 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise InputError(_too_large_message(name, width, height))
-        if getattr(image, "n_frames", 1) > 1:
-            notes.append("animated image: the first frame was used")
+        n_frames = getattr(image, "n_frames", 1)
+        if n_frames > 1:
+            notes.append(f"animated or multi-page image ({n_frames} frames): the first frame was used")
             image.seek(0)
         if max_size and image.format == "JPEG":
             # Let the JPEG decoder downscale in the DCT domain (fast, still larger than
@@ -67,8 +68,11 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
                 f"'{name}' is damaged or incomplete and cannot be decoded; please upload the image again or use another copy."
             ) from None
 
-    orientation = image.getexif().get(0x0112, 1)
-    image = ImageOps.exif_transpose(image)
+    try:
+        orientation = int(image.getexif().get(0x0112, 1))
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 (a malformed EXIF block raises many types: keep the pixels as stored)
+        orientation = 1
     if orientation not in (0, 1):
         notes.append(f"rotated upright from EXIF orientation {orientation}")
     if orientation in (5, 6, 7, 8):
@@ -79,7 +83,8 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
 
     if min(rgb.shape[:2]) < MIN_SIDE:
         raise InputError(
-            f"'{name}' is only {rgb.shape[1]}×{rgb.shape[0]} pixels; please use a photo at least {MIN_SIDE * 4} pixels on each side."
+            f"'{name}' is only {rgb.shape[1]}×{rgb.shape[0]} pixels, too small to animate; "
+            "please use a larger photo (a few hundred pixels on each side)."
         )
     if max_size and max(rgb.shape[:2]) > max_size:
         scale = max_size / max(rgb.shape[:2])

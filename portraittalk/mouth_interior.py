@@ -63,7 +63,7 @@ def measure_mouth(image: np.ndarray, landmarks: np.ndarray) -> MouthAppearance:
     cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
     inside = mask > 127
     gap = fm.mouth_gap_ratio(landmarks)
-    teeth_default = np.clip(228.0 * exposure * (0.82 + 0.18 * chroma) * [1.0, 0.97, 0.92], 0, 255)
+    teeth_default = np.clip(232.0 * exposure * (0.72 + 0.28 * chroma) * [1.0, 0.97, 0.92], 0, 255)
     teeth = teeth_default
     has_open = bool(gap > 0.06 and inside.sum() > 20)
     upper_m = lower_m = None
@@ -170,15 +170,22 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
     half = max(1.0, float(np.ptp(ux)) / 2)
     uu = (gx - mid_x) / half  # −1 … 1 across the teeth
     side_shade = np.clip(1.0 - 0.55 * np.clip(np.abs(uu) - 0.35, 0, 1) / 0.65, 0.35, 1.0)
-    # Faint gaps between incisors/canines (tooth widths of a typical arch).
+    # Individual teeth (central and lateral incisors, canines, premolars of a typical arch):
+    # darker gaps between them and rounded corners on the biting edge, so the row does not
+    # read as one flat band. The arch also curves back, so side teeth look shorter.
+    bounds = np.array([-0.78, -0.60, -0.44, -0.23, 0.0, 0.23, 0.44, 0.60, 0.78])
     gaps = np.zeros_like(uu)
-    for g in (0.0, 0.22, -0.22, 0.40, -0.40, 0.56, -0.56):
-        gaps = np.maximum(gaps, np.exp(-(((uu - g) * half) / (0.006 * W + 0.5)) ** 2))
-    tooth_tex = 1.0 - 0.07 * gaps
+    corner = np.zeros_like(uu)
+    for g in bounds:
+        d = np.abs(uu - g) * half
+        gaps = np.maximum(gaps, np.exp(-(d / (0.005 * W + 0.45)) ** 2))
+        corner = np.maximum(corner, np.clip(1.0 - d / (0.035 * W + 1.0), 0, 1) ** 2)
+    tooth_tex = 1.0 - 0.22 * gaps
+    up_y = up_y - corner * 0.018 * W - 0.03 * W * np.clip(np.abs(uu), 0, 1) ** 2
     soft = 0.8 + 0.004 * W  # anti-aliased edge width in px
     in_arch = np.clip((1.0 - np.abs(uu)) * half / soft, 0, 1)
     lower_a = np.nan_to_num(np.clip((gy - lo_y) / soft + 0.5, 0, 1)) * in_arch
-    lower_a *= np.nan_to_num(np.clip((lo_y + 0.09 * W - gy) / soft, 0, 1))
+    lower_a *= np.nan_to_num(np.clip((lo_y + 0.06 * W - gy) / soft, 0, 1))
     lower_col = look.teeth_rgb[None, None] * (0.68 * side_shade * tooth_tex)[..., None]
     layer = _over(layer, lower_col, lower_a[..., None])
     upper_a = np.nan_to_num(np.clip((up_y - gy) / soft + 0.5, 0, 1)) * in_arch
@@ -209,3 +216,32 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
 
 def _over(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return base * (1.0 - alpha) + top * alpha
+
+
+def seal_closed_lips(out: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, rig: RigOutput,
+                     look: MouthAppearance) -> None:
+    """Where lips close over a portrait's open mouth, hide the squeezed teeth between them.
+
+    The warp squeezes the portrait's own mouth opening into a thin strip when the lips
+    close; whatever of it falls outside the new opening would show as a dark, jagged seam,
+    so those pixels are inpainted from the lips around them.
+    """
+    if not look.has_open_mouth or look.src_upper_mask is None:
+        return
+    src_open = look.src_upper_mask + look.src_lower_mask
+    poly = inner_lip_polygon(rig.landmarks)
+    x0, y0 = np.floor(poly.min(0)).astype(int) - 6
+    x1, y1 = np.ceil(poly.max(0)).astype(int) + 7
+    h, w = out.shape[:2]
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    leak = cv2.remap(src_open, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR, borderValue=0)
+    opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(opening, [np.round((poly - [x0, y0]) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    bad = ((leak > 0.2) & (opening == 0)).astype(np.uint8)
+    if bad.sum() == 0:
+        return
+    bad = cv2.dilate(bad, np.ones((2, 2), np.uint8))
+    patch = np.ascontiguousarray(out[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = cv2.inpaint(patch, bad, 2, cv2.INPAINT_TELEA)

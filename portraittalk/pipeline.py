@@ -97,6 +97,7 @@ class PortraitTalkPipeline:
             if self._face is None:
                 from .face import FaceAnalyzer
                 self._face = FaceAnalyzer()
+                self._face.warm_up()
             return self._face
 
     @property

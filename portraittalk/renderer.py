@@ -19,10 +19,15 @@ import numpy as np
 from . import face as fm
 from .datatypes import FaceAnalysis
 from .face_rig import FaceRig
-from .mouth_interior import measure_mouth, paint_mouth
+from .mouth_interior import measure_mouth, paint_mouth, seal_closed_lips
 from .warp import PiecewiseAffineWarp
 
 
+# Eye contours with their brows (mediapipe FACEMESH_*_EYE / *_EYEBROW sets, plus irises).
+_RIGHT_EYE_AREA = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,
+                   46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 468, 469, 470, 471, 472)
+_LEFT_EYE_AREA = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466,
+                  276, 282, 283, 285, 293, 295, 296, 300, 334, 336, 473, 474, 475, 476, 477)
 # mediapipe's FACEMESH_FACE_OVAL landmark set.
 _FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
               284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454)
@@ -38,7 +43,7 @@ class RenderedFrame:
 class WarpRenderer:
     REGION_SCALE = 2.5  # region side / face size: room for hair, ears, neck and head motion
 
-    def __init__(self, portrait: np.ndarray, face: FaceAnalysis, work_size: int = 512) -> None:
+    def __init__(self, portrait: np.ndarray, face: FaceAnalysis, work_size: int = 192) -> None:
         self.portrait = portrait
         H, W = portrait.shape[:2]
         lm = face.landmarks.astype(np.float64)
@@ -82,27 +87,49 @@ class WarpRenderer:
             np.c_[t * bw, np.zeros(n)], np.c_[np.full(n, bw), t * bh],
             np.c_[bw - t * bw, np.full(n, bh)], np.c_[np.zeros(n), bh - t * bh],
         ])
-        src_points = np.concatenate([local[:, :2], self.ring, self.border]) * self.scale
-        self.warp = PiecewiseAffineWarp(src_points, self.work_size)
+        src_points = np.concatenate([self.rig.src[:, :2], self.ring, self.border])
+        # The whole region is warped on a coarse grid (the map is smooth there) and the
+        # eyes and mouth, where it bends sharply, at full resolution.
+        self.coarse = PiecewiseAffineWarp(src_points * self.scale, self.work_size)
+        self.fine = PiecewiseAffineWarp(src_points, (rw, rh))
         gy, gx = np.mgrid[0:rh, 0:rw].astype(np.float32)
         self._region_grid = (gx, gy)
         self._wgrid = np.mgrid[0:self.work_size[1], 0:self.work_size[0]].astype(np.float32)[::-1]
+
+    def _detail_boxes(self, src: np.ndarray, dst: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Boxes (region pixels) around mouth and eyes, covering where they were and are."""
+        W = self.rig.mouth_w
+        boxes = []
+        for idx, mx, up, down in ((fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W),
+                                  (_RIGHT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W),
+                                  (_LEFT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W)):
+            pts = np.concatenate([src[list(idx)], dst[list(idx)]])
+            x0, y0 = pts.min(0)
+            x1, y1 = pts.max(0)
+            boxes.append((int(x0 - mx), int(y0 - up), int(np.ceil(x1 + mx)), int(np.ceil(y1 + down))))
+        return boxes
 
     def render(self, controls: dict[str, float]) -> RenderedFrame:
         rig_out = self.rig.pose(controls)
         ring_shift = self.rig.head_point_shift(
             self.ring, controls.get("head_yaw", 0.0), controls.get("head_pitch", 0.0),
             controls.get("head_roll", 0.0), self.ring_z) * 0.9
-        dst = np.concatenate([rig_out.landmarks, self.ring + ring_shift, self.border]) * self.scale
-        map_x, map_y = self.warp.backward_map(dst)
+        dst = np.concatenate([rig_out.landmarks, self.ring + ring_shift, self.border])
+        map_x, map_y = self.coarse.backward_map(dst * self.scale)
         gx, gy = self._region_grid
+        rh, rw = self.region.shape[:2]
         if self.scale < 1.0:
             # Upsample the displacement (not the map) so unmoved pixels stay exactly in place.
-            rh, rw = self.region.shape[:2]
             dx = cv2.resize((map_x - self._wgrid[0]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             dy = cv2.resize((map_y - self._wgrid[1]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             map_x, map_y = gx + dx, gy + dy
+            for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks):
+                fx, fy = self.fine.backward_map(dst, box)
+                x0, y0 = max(0, box[0]), max(0, box[1])
+                map_x[y0:y0 + fx.shape[0], x0:x0 + fx.shape[1]] = fx
+                map_y[y0:y0 + fy.shape[0], x0:x0 + fy.shape[1]] = fy
         out_region = cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        seal_closed_lips(out_region, map_x, map_y, rig_out, self.look)
         paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.get("tongue", 0.0))
         frame = self.portrait.copy()
         rx0, ry0, rx1, ry1 = self.region_box

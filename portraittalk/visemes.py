@@ -122,6 +122,9 @@ VISEME_CLASSES: dict[str, str] = {
     SILENCE: "rest",
 }
 
+VOWELS: frozenset[str] = frozenset(
+    {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
+
 ARPABET_PHONES: frozenset[str] = frozenset(p for p in VISEME_TARGETS if p != SILENCE)
 
 

@@ -7,6 +7,9 @@ coordinates in its source triangle: an exact inverse map, with no iterative inve
 no seams (neighbouring triangles share vertices, so the map is continuous). Pixels whose
 control points did not move map to themselves exactly, so the picture outside the moving
 area is copied bit for bit.
+
+`backward_map(dst, box)` computes the map inside a box only, so a caller can compute the
+whole region coarsely and the parts with fine detail (eyes, mouth) at full resolution.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
 
 class PiecewiseAffineWarp:
     def __init__(self, src_points: np.ndarray, size: tuple[int, int]) -> None:
@@ -22,48 +27,46 @@ class PiecewiseAffineWarp:
         self.src = src_points.astype(np.float64)
         self.size = size
         self.tri = Delaunay(self.src).simplices.astype(np.int32)  # (T, 3)
-        w, h = size
-        self._grid_x, self._grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
 
-    def backward_map(self, dst_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Maps (map_x, map_y) for cv2.remap so that the output shows src warped onto dst."""
-        dst = dst_points.astype(np.float64)
+    def backward_map(self, dst_points: np.ndarray, box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(map_x, map_y) over `box` (default: the whole image) for cv2.remap: src warped onto dst."""
         w, h = self.size
-        map_x, map_y = self._grid_x.copy(), self._grid_y.copy()
+        bx0, by0, bx1, by1 = box if box is not None else (0, 0, w, h)
+        bx0, by0, bx1, by1 = max(0, bx0), max(0, by0), min(w, bx1), min(h, by1)
+        gx, gy = np.meshgrid(np.arange(bx0, bx1, dtype=np.float32), np.arange(by0, by1, dtype=np.float32))
+        map_x, map_y = gx.copy(), gy.copy()
+        dst = dst_points.astype(np.float64)
         moved = np.abs(dst - self.src).max(1) > 1e-3
-        active = moved[self.tri].any(1)
-        if not active.any():
+        tris = self.tri[moved[self.tri].any(1)]
+        if len(tris) == 0 or bx1 <= bx0 or by1 <= by0:
             return map_x, map_y
-        tris = self.tri[active]
-        # Per-triangle affine dst → src:  src = A @ [x, y, 1].
         d = dst[tris]  # (T, 3, 2)
+        lo, hi = d.min(1), d.max(1)
+        inside = (hi[:, 0] >= bx0) & (lo[:, 0] < bx1) & (hi[:, 1] >= by0) & (lo[:, 1] < by1)
+        tris, d = tris[inside], d[inside]
         s = self.src[tris]
-        D = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)  # (T, 3, 3)
-        det = np.linalg.det(D)
+        # Per-triangle affine dst → src in closed form:  src = s0 + S @ inv(E) @ (p − d0).
+        e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
         ok = np.abs(det) > 1e-9
-        tris, D, s, d = tris[ok], D[ok], s[ok], d[ok]
-        A = np.linalg.solve(D, s).transpose(0, 2, 1)  # (T, 2, 3)
-
-        # Rasterise target triangles (index + 1; 0 = untouched) inside their bounding box.
-        lo = np.floor(d.reshape(-1, 2).min(0)).astype(int) - 1
-        hi = np.ceil(d.reshape(-1, 2).max(0)).astype(int) + 2
-        x0, y0 = max(0, lo[0]), max(0, lo[1])
-        x1, y1 = min(w, hi[0]), min(h, hi[1])
-        if x1 <= x0 or y1 <= y0:
+        d, s, e1, e2, det = d[ok], s[ok], e1[ok], e2[ok], det[ok]
+        if len(d) == 0:
             return map_x, map_y
-        ids = np.zeros((y1 - y0, x1 - x0), np.int32)
-        pts = np.round((d - [x0, y0]) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
-        for k in range(len(tris)):
+        inv = np.stack([np.stack([e2[:, 1], -e2[:, 0]], 1), np.stack([-e1[:, 1], e1[:, 0]], 1)], 1) / det[:, None, None]
+        S = np.stack([s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]], 2)  # (T, 2, 2), columns = src edges
+        L = S @ inv
+        t = s[:, 0] - np.einsum("tij,tj->ti", L, d[:, 0])
+        coef = np.concatenate([L.reshape(-1, 4), t], 1).astype(np.float32)  # a00 a01 a10 a11 tx ty
+
+        # Rasterise target triangles (index + 1; 0 = not covered) into the box.
+        ids = np.zeros((by1 - by0, bx1 - bx0), np.int32)
+        pts = np.round((d - [bx0, by0]) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+        for k in range(len(pts)):
             cv2.fillConvexPoly(ids, pts[k], k + 1, lineType=cv2.LINE_8, shift=4)
         sel = ids > 0
         k = ids[sel] - 1
-        gx = self._grid_x[y0:y1, x0:x1][sel]
-        gy = self._grid_y[y0:y1, x0:x1][sel]
-        a = A[k]
-        sx = a[:, 0, 0] * gx + a[:, 0, 1] * gy + a[:, 0, 2]
-        sy = a[:, 1, 0] * gx + a[:, 1, 1] * gy + a[:, 1, 2]
-        sub_x = map_x[y0:y1, x0:x1]
-        sub_y = map_y[y0:y1, x0:x1]
-        sub_x[sel] = sx
-        sub_y[sel] = sy
+        c = coef[k]
+        px, py = gx[sel], gy[sel]
+        map_x[sel] = c[:, 0] * px + c[:, 1] * py + c[:, 4]
+        map_y[sel] = c[:, 2] * px + c[:, 3] * py + c[:, 5]
         return map_x, map_y

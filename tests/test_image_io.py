@@ -114,7 +114,7 @@ def test_rgba_is_composited_over_neutral_background(photo, tmp_path):
 def test_la_and_palette_transparency(tmp_path):
     gray = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
     alpha = np.where(np.arange(64) < 32, 0, 255).astype(np.uint8)[None].repeat(48, 0)
-    Image.fromarray(np.dstack([gray, alpha]), "LA").save(tmp_path / "la.png")
+    Image.fromarray(np.dstack([gray, alpha])).save(tmp_path / "la.png")
     la = load_portrait(tmp_path / "la.png")
     assert (la.rgb[:, :32] == BACKGROUND_RGB).all()
     assert np.array_equal(la.rgb[:, 32:, 0], gray[:, 32:])
@@ -156,17 +156,17 @@ def test_16_bit_colour_png(photo, tmp_path):
 
 def test_float_and_32_bit_tiff(tmp_path):
     ramp = np.tile(np.linspace(0.0, 1.0, 128, dtype=np.float32), (32, 1))
-    Image.fromarray(ramp, "F").save(tmp_path / "float.tif")
+    Image.fromarray(ramp).save(tmp_path / "float.tif")
     f = load_portrait(tmp_path / "float.tif")
     np.testing.assert_allclose(f.rgb[0, :, 1], ramp[0] * 255, atol=1.0)
 
     wide = np.tile(np.linspace(0, 60000, 128).astype(np.int32), (32, 1))
-    Image.fromarray(wide, "I").save(tmp_path / "int.tif")
+    Image.fromarray(wide).save(tmp_path / "int.tif")
     i = load_portrait(tmp_path / "int.tif")
     np.testing.assert_allclose(i.rgb[0, :, 0], wide[0] / 65535 * 255, atol=1.0)
 
     hdr = np.tile(np.linspace(-5.0, 20.0, 128, dtype=np.float32), (32, 1))  # arbitrary range: stretched
-    Image.fromarray(hdr, "F").save(tmp_path / "hdr.tif")
+    Image.fromarray(hdr).save(tmp_path / "hdr.tif")
     h = load_portrait(tmp_path / "hdr.tif")
     assert h.rgb[0, 0, 0] == 0 and h.rgb[0, -1, 0] == 255
 

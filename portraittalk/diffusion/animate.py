@@ -140,7 +140,9 @@ def add_motion_modules(unet: UNet2DConditionModel, motion_adapter: MotionAdapter
     """The motion UNet built from a spatial UNet and a motion adapter (a fresh one if None)."""
     adapter = motion_adapter if motion_adapter is not None else motion_adapter_for(unet)
     motion = UNetMotionModel.from_unet2d(unet, adapter)
-    return motion.to(device=unet.device, dtype=unet.dtype)
+    if motion.dtype != unet.dtype or motion.device != unet.device:
+        motion = motion.to(device=unet.device, dtype=unet.dtype)
+    return motion
 
 
 def motion_parameters(unet: nn.Module) -> list[nn.Parameter]:

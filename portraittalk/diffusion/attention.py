@@ -324,7 +324,10 @@ class ConditionAttentionAdapter(ModelMixin, ConfigMixin):
                 for n, m in cross.items():
                     adapter.to_k[condition][_module_key(n)].weight.copy_(m.to_k.weight)
                     adapter.to_v[condition][_module_key(n)].weight.copy_(m.to_v.weight)
-        return adapter.to(device=first.to_k.weight.device, dtype=first.to_k.weight.dtype)
+        weight = first.to_k.weight
+        if weight.dtype != adapter.dtype or weight.device != adapter.device:
+            adapter = adapter.to(device=weight.device, dtype=weight.dtype)
+        return adapter
 
     def layer_kv(self, layer: str) -> dict[str, tuple[nn.Linear, nn.Linear]]:
         key = _module_key(layer)

@@ -98,10 +98,13 @@ class SpeechFeatureEncoder:
 
     @torch.no_grad()
     def per_frame(self, audio_16k: np.ndarray, fps: float, n_frames: int) -> torch.Tensor:
-        """``(n_frames, layers, dim)`` float32 features, frame ``i`` centred at ``(i + 0.5) / fps``."""
+        """``(n_frames, layers, dim)`` float32 features, frame ``i`` centred at ``(i + 0.5) / fps``
+        (silence is assumed where the audio is shorter than the video)."""
         audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
+        # Audio past the last frame is kept: it is the right-hand context of the last frames, and
+        # a frame's features then do not depend on how many frames are requested.
         want = int(round(n_frames / fps * SAMPLE_RATE))
-        audio = np.pad(audio[:want], (0, max(0, want - len(audio))))
+        audio = np.pad(audio, (0, max(0, want - len(audio))))
         if len(audio) < _FIELD:
             audio = np.pad(audio, (0, _FIELD - len(audio)))
         values = self._normalise(audio)
@@ -115,7 +118,7 @@ class SpeechFeatureEncoder:
             if len(segment) < _FIELD:
                 segment = np.pad(segment, (0, _FIELD - len(segment)))
             out = self.model(torch.from_numpy(segment)[None].to(device, dtype), output_hidden_states=True)
-            hidden = torch.stack(out.hidden_states[1:], dim=1)[0].float()  # (T, L, D)
+            hidden = torch.stack(out.hidden_states[1:], dim=2)[0].float()  # (T, L, D)
             centre = (lo + np.arange(hidden.shape[0]) * _HOP + _FIELD / 2) / SAMPLE_RATE
             keep = (centre >= start / SAMPLE_RATE) & (centre < (start + self.chunk) / SAMPLE_RATE)
             if start == 0:

@@ -1,0 +1,708 @@
+"""PortraitTalk Space: a portrait photo + a speech recording → a talking-face video.
+
+This is what a Hugging Face Space runs (``app_file: app.py``) and what ``python app.py``
+starts locally (on 127.0.0.1 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwise).
+
+One :class:`~portraittalk.pipeline.PortraitTalkPipeline` is created per process and shared
+by every request; renders run one at a time (the queue's concurrency limit) because each
+one already uses every core. Finished results are kept in a small on-disk cache keyed by a
+hash of the inputs' bytes and the settings, so asking for the same video again is instant.
+
+API (see README): ``/render`` takes the portrait, the speech and the settings and returns
+the video and the run report (per-frame identity scores, timings, warnings).
+"""
+
+from __future__ import annotations
+
+# On ZeroGPU hardware `spaces` must be imported before torch touches CUDA.
+try:
+    import spaces
+except ImportError:  # plain local install without the Spaces helper
+    spaces = None
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+# Keep native start-up chatter (mediapipe/TFLite) out of the Space's log.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Cached example outputs live outside the repository so a local run leaves the checkout clean.
+os.environ.setdefault("GRADIO_EXAMPLES_CACHE",
+                      str(Path(tempfile.gettempdir()) / "portraittalk-examples-cache"))
+
+import cv2
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from portraittalk import __version__ as PORTRAITTALK_VERSION
+from portraittalk.errors import PortraitTalkError, InputError
+from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, RenderSettings
+
+log = logging.getLogger("portraittalk.app")
+
+HERE = Path(__file__).resolve().parent
+ASSETS = HERE / "assets"
+EXAMPLES = HERE / "examples"
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+# Limits of a shared Space: a render takes a few seconds of CPU per second of speech.
+MAX_AUDIO_SECONDS = _env_number("PORTRAITTALK_MAX_AUDIO_SECONDS", 60)
+RENDER_CONCURRENCY = int(_env_number("PORTRAITTALK_CONCURRENCY", 1))
+QUEUE_SIZE = int(_env_number("PORTRAITTALK_QUEUE_SIZE", 16))
+RESULT_CACHE_DIR = Path(os.environ.get("PORTRAITTALK_RESULT_CACHE",
+                                       Path(tempfile.gettempdir()) / "portraittalk-results"))
+RESULT_CACHE_ENTRIES = int(_env_number("PORTRAITTALK_RESULT_CACHE_ENTRIES", 24))
+# Gradio's own copies of uploads and outputs: swept every 30 min, removed after 1 h.
+DELETE_CACHE = (1800, 3600)
+DEFAULT_SIZE = 512  # long side of the video; the CPU engine renders this in about real time × 3
+SIZE_CHOICES = [256, 384, 512, 640, 768, 1024]
+MAX_REFERENCES = 4
+DIFFUSION_STEPS_DEFAULT, GUIDANCE_DEFAULT = 25, 3.5
+SAME_PERSON_DISTANCE = 0.6
+# How many warnings pop up as toasts; all of them are listed in the notes box.
+MAX_TOASTS = 3
+
+UNEXPECTED_ERROR = ("Something went wrong on our side while making the video. Please try again; "
+                    "if it keeps happening, try another photo or recording.")
+
+
+# ----------------------------------------------------------------------------------------
+# Engines
+# ----------------------------------------------------------------------------------------
+def diffusion_availability() -> tuple[bool, str]:
+    """(available, reason) for the diffusion engine; never raises."""
+    try:
+        from portraittalk.diffusion.engine import diffusion_status
+    except Exception:  # the module is optional: missing or broken means "not installed"
+        return False, "the diffusion engine is not installed"
+    try:
+        available, reason = diffusion_status()
+        return bool(available), str(reason)
+    except Exception as err:
+        log.warning("diffusion_status() failed: %s", err)
+        return False, "the diffusion engine could not be checked on this machine"
+
+
+def _gpu(duration: int) -> Callable[[Callable], Callable]:
+    """`@spaces.GPU` on a Space (a no-op elsewhere); identity when `spaces` is absent."""
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+PIPELINE = PortraitTalkPipeline()
+
+
+def _render_on_cpu(image: str, audio: str, out: Path, settings: RenderSettings, progress,
+                   references: list[str]) -> RenderResult:
+    return PIPELINE.render(image, audio, out, settings, progress, references=references)
+
+
+@_gpu(duration=240)
+def _render_on_gpu(image: str, audio: str, out: Path, settings: RenderSettings, progress,
+                   references: list[str]) -> RenderResult:
+    # Only the diffusion engine needs the accelerator; the warp engine and face analysis stay on CPU.
+    return PIPELINE.render(image, audio, out, settings, progress, references=references)
+
+
+# ----------------------------------------------------------------------------------------
+# Result cache
+# ----------------------------------------------------------------------------------------
+@dataclass
+class StoredResult:
+    """A finished render in its own folder: the video, the scores and the motion track."""
+
+    folder: Path
+    report: dict[str, Any]
+    from_cache: bool = False
+
+    VIDEO, SCORES_JSON, SCORES_CSV, MOTION_JSON = "portraittalk.mp4", "scores.json", "scores.csv", "motion.json"
+
+    @property
+    def video(self) -> Path:
+        return self.folder / self.VIDEO
+
+    @property
+    def downloads(self) -> list[str]:
+        return [str(self.folder / n) for n in (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON)]
+
+
+class ResultCache:
+    """Finished renders keyed by a hash of (portrait bytes, reference bytes, audio bytes, file
+    names, settings). Each entry is a folder; the oldest entries are removed past a count."""
+
+    FORMAT = 1  # bump when what a folder holds changes
+
+    def __init__(self, root: Path, max_entries: int) -> None:
+        self.root = Path(root)
+        self.max_entries = max(1, max_entries)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(portrait: str, audio: str, references: Sequence[str], settings: RenderSettings) -> str:
+        h = hashlib.sha256()
+        h.update(f"portraittalk {PORTRAITTALK_VERSION} cache {ResultCache.FORMAT}\n".encode())
+        for role, path in [("portrait", portrait), ("audio", audio)] + [("reference", r) for r in references]:
+            # File names are part of the key: the report names the inputs, and one visitor's
+            # file name must never appear in another visitor's download.
+            h.update(f"{role}:{Path(path).name}:".encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        h.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
+        return h.hexdigest()[:32]
+
+    def get(self, key: str) -> StoredResult | None:
+        folder = self.root / key
+        try:
+            report = json.loads((folder / StoredResult.SCORES_JSON).read_text())
+        except (OSError, ValueError):
+            return None
+        if not (folder / StoredResult.VIDEO).is_file():
+            return None
+        os.utime(folder)  # most recently used
+        return StoredResult(folder, report, from_cache=True)
+
+    def new_work_dir(self) -> Path:
+        """A private folder for one request (same file system as the cache, for a cheap rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="work-", dir=self.root))
+
+    def store(self, key: str, result: RenderResult, work: Path) -> StoredResult:
+        """Write the downloads next to the video in ``work`` and publish it under ``key``."""
+        report = dict(result.report)
+        # Server paths stay on the server: the download names the video by file name only,
+        # under "file" (gradio_client takes any {"path": …} in a JSON output for a file to fetch).
+        video = {k: v for k, v in report.get("video", {}).items() if k != "path"}
+        report["video"] = {**video, "file": StoredResult.VIDEO}
+        (work / StoredResult.SCORES_JSON).write_text(json.dumps(report, indent=1))
+        write_scores_csv(report, work / StoredResult.SCORES_CSV)
+        result.write_motion(work / StoredResult.MOTION_JSON)
+        folder = self.root / key
+        with self._lock:
+            if folder.exists():  # an identical request finished first; keep that one
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                os.replace(work, folder)
+            self._evict()
+        return StoredResult(folder, report)
+
+    def _evict(self) -> None:
+        entries = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("work-")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[self.max_entries:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+RESULTS = ResultCache(RESULT_CACHE_DIR, RESULT_CACHE_ENTRIES)
+
+
+def write_scores_csv(report: dict[str, Any], path: Path) -> Path:
+    """Per-frame identity scores as CSV (empty table with a header when scoring was off)."""
+    frames = (report.get("identity") or {}).get("frames", [])
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["frame", "time_s", "cosine", "distance", "similarity", "same_person", "face_found"])
+        for fr in frames:
+            w.writerow([fr["frame"], fr["time_s"], fr["cosine"], fr["distance"],
+                        round(1.0 - fr["distance"], 5), fr["distance"] <= SAME_PERSON_DISTANCE,
+                        fr["face_found"]])
+    return path
+
+
+# ----------------------------------------------------------------------------------------
+# Turning a request into a result
+# ----------------------------------------------------------------------------------------
+def build_settings(transcript: str | None, prompt: str | None, audio_strength: float,
+                   identity_strength: float, prompt_strength: float, head_motion: float,
+                   expression_intensity: float, blink_rate: float, seed: float | None,
+                   fps: float | None, max_size: float | None, engine: str | None,
+                   diffusion_steps: float | None = None, guidance_scale: float | None = None) -> RenderSettings:
+    """RenderSettings from the page's controls (empty fields fall back to the defaults)."""
+    defaults = RenderSettings()
+
+    def num(value, fallback):
+        return fallback if value is None or value == "" else float(value)
+
+    values: dict[str, Any] = dict(
+        transcript=(transcript or "").strip() or None,
+        prompt=(prompt or "").strip(),
+        audio_strength=num(audio_strength, 1.0), identity_strength=num(identity_strength, 1.0),
+        prompt_strength=num(prompt_strength, 1.0), head_motion=num(head_motion, 1.0),
+        expression_intensity=num(expression_intensity, 1.0), blink_rate=num(blink_rate, 1.0),
+        seed=int(num(seed, defaults.seed)), fps=num(fps, defaults.fps),
+        max_size=int(num(max_size, DEFAULT_SIZE)), engine=(engine or "warp"),
+    )
+    # The diffusion engine's own knobs, passed on under whichever name RenderSettings uses.
+    known = {f.name for f in fields(RenderSettings)}
+    for names, value in ((("diffusion_steps", "num_inference_steps", "steps"), diffusion_steps),
+                         (("guidance_scale", "guidance"), guidance_scale)):
+        name = next((n for n in names if n in known), None)
+        if name is not None and value is not None:
+            values[name] = type(getattr(defaults, name))(value)
+    try:
+        return RenderSettings(**values).validated()
+    except (TypeError, ValueError) as err:
+        raise InputError(f"A setting has a value that is not a number ({err}); please reset it.") from None
+
+
+def _as_path(value: Any) -> str | None:
+    """A file path from what gradio hands over (a path, a FileData-like dict, or None)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("name")
+    return str(value) if value else None
+
+
+def check_inputs(portrait: Any, audio: Any, references: Any) -> tuple[str, str, list[str]]:
+    """Paths of the inputs, or an InputError saying which one is missing."""
+    portrait_path, audio_path = _as_path(portrait), _as_path(audio)
+    if not portrait_path:
+        raise InputError("Please add a portrait photo first (step 1).")
+    if not audio_path:
+        raise InputError("Please upload or record some speech first (step 2).")
+    refs = [p for p in (_as_path(r) for r in (references or [])) if p]
+    if len(refs) > MAX_REFERENCES:
+        raise InputError(f"Please add at most {MAX_REFERENCES} extra photos of the person.")
+    return portrait_path, audio_path, refs
+
+
+def face_preview(portrait_path: str, max_size: int) -> np.ndarray:
+    """The portrait with the face that will talk outlined (InputError when there is none)."""
+    portrait, face = PIPELINE.analyze_portrait(portrait_path, max_size)
+    image = portrait.rgb.copy()
+    x0, y0, x1, y1 = face.box
+    thickness = max(2, round(max(image.shape[:2]) / 200))
+    cv2.rectangle(image, (x0, y0), (x1, y1), (79, 70, 229), thickness)
+    return image
+
+
+def check_audio(audio_path: str) -> None:
+    """InputError for a recording that is unreadable, too short or over the Space's limit."""
+    from portraittalk.audio_io import load_audio
+
+    load_audio(audio_path, max_duration_s=MAX_AUDIO_SECONDS)
+
+
+def run_request(portrait: Any, audio: Any, references: Any, settings: RenderSettings,
+                progress: Callable[[float, str], None]) -> StoredResult:
+    """The finished render for these inputs: from the cache, or rendered now.
+
+    Everything a user can get wrong raises InputError before the slow part starts.
+    """
+    portrait_path, audio_path, refs = check_inputs(portrait, audio, references)
+    key = ResultCache.key(portrait_path, audio_path, refs, settings)
+    cached = RESULTS.get(key)
+    if cached is not None:
+        return cached
+    progress(0.0, "Checking the recording")
+    check_audio(audio_path)
+    work = RESULTS.new_work_dir()
+    try:
+        render = _render_on_gpu if settings.engine == "diffusion" else _render_on_cpu
+        result = render(portrait_path, audio_path, work / StoredResult.VIDEO, settings,
+                        lambda stage, frac, msg: progress(frac, msg), refs)
+        progress(1.0, "Saving the scores")
+        return RESULTS.store(key, result, work)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Every failure reaches the page as one sentence in a gr.Error, never a traceback."""
+    import functools
+    import inspect
+
+    def translate(err: BaseException) -> gr.Error:
+        if isinstance(err, gr.Error):
+            return err
+        if isinstance(err, PortraitTalkError):
+            return gr.Error(str(err), title="Can't make this video", print_exception=False)
+        log.exception("render failed")
+        return gr.Error(UNEXPECTED_ERROR, title="Something went wrong", print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:
+                raise translate(err) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raise translate(err) from None
+    return wrapper
+
+
+# ----------------------------------------------------------------------------------------
+# Presenting a result
+# ----------------------------------------------------------------------------------------
+PLOT_VIDEO, PLOT_LINE = "This video", f"Same-person line (distance {SAME_PERSON_DISTANCE})"
+
+
+def identity_plot_data(report: dict[str, Any]) -> pd.DataFrame:
+    """Long-format table for the plot: similarity = 1 − descriptor distance per frame, plus
+    the same-person threshold drawn as a second line across the clip."""
+    frames = (report.get("identity") or {}).get("frames", [])
+    if not frames:
+        return pd.DataFrame({"frame": [], "similarity": [], "series": []})
+    xs = [f["frame"] for f in frames]
+    rows = [{"frame": f["frame"], "similarity": round(1.0 - f["distance"], 4), "series": PLOT_VIDEO}
+            for f in frames]
+    limit = round(1.0 - SAME_PERSON_DISTANCE, 4)
+    rows += [{"frame": min(xs), "similarity": limit, "series": PLOT_LINE},
+             {"frame": max(xs), "similarity": limit, "series": PLOT_LINE}]
+    return pd.DataFrame(rows)
+
+
+def summary_markdown(stored: StoredResult) -> str:
+    """The numbers a visitor needs, in words."""
+    report = stored.report
+    video = report.get("video", {})
+    duration = float(video.get("duration_s") or 0.0)
+    total = float((report.get("timings_s") or {}).get("total", 0.0))
+    rtf = report.get("realtime_factor")
+    identity = report.get("identity") or {}
+    summ = identity.get("summary") or {}
+    lines: list[str] = []
+    if summ.get("frames"):
+        n, ok = summ["frames"], summ.get("frames_within_threshold", 0)
+        verdict = "Same person throughout." if ok == n else "Some frames drift from your portrait."
+        lines.append(f"**{verdict}** The face matches your portrait in **{ok} of {n} frames** "
+                     f"(face distance ≤ {SAME_PERSON_DISTANCE}).")
+        lines += ["", "| Result | Value |", "|---|---|",
+                  f"| Average identity match (1 = identical) | {1 - summ['mean_distance']:.2f} |",
+                  f"| Lowest identity match | {1 - summ['max_distance']:.2f} |",
+                  f"| Frames below the same-person line | {summ.get('frames_over_threshold', 0)} |",
+                  f"| Face descriptor cosine, mean / min | {summ['mean_cosine']:.3f} / {summ['min_cosine']:.3f} |"]
+    else:
+        lines += ["Identity scores were not computed for this video.", "", "| Result | Value |", "|---|---|"]
+    lines.append(f"| Video | {duration:.1f} s, {video.get('frames', '?')} frames at {video.get('fps', '?'):g} fps, "
+                 f"{'×'.join(str(v) for v in video.get('size', []))} px |")
+    if rtf is not None:
+        lines.append(f"| Render time | {total:.1f} s ({rtf:.2f} s of work per second of speech) |")
+    if stored.from_cache:
+        lines += ["", "_Same inputs and settings as an earlier request: shown instantly from the cache "
+                      "(times above are from the first render)._"]
+    return "\n".join(lines)
+
+
+def notes_markdown(report: dict[str, Any], settings_prompt: str) -> str:
+    """Warnings, how the speech was read, and what the prompt was understood as."""
+    parts: list[str] = []
+    speech = (report.get("input") or {}).get("speech") or {}
+    method = {"forced-alignment": "lined up with your transcript",
+              "phone-decoder": "recognised from the sound (adding the words improves lip sync)",
+              "acoustic": "followed from the loudness and pitch only (speech not recognised as English)"}
+    if speech.get("method"):
+        parts.append(f"**Lip sync:** mouth shapes {method.get(speech['method'], speech['method'])}.")
+    understood = report.get("prompt")
+    if understood:
+        if isinstance(understood, dict):
+            text = understood.get("summary") or understood.get("understood") or json.dumps(understood)
+        else:
+            text = str(understood)
+        parts.append(f"**Prompt understood as:** {text}")
+    elif settings_prompt:
+        parts.append("**Prompt:** not used by this engine yet; the sliders above shape the motion.")
+    for w in report.get("warnings") or []:
+        parts.append(f"**Note:** {w}")
+    return "\n\n".join(parts)
+
+
+def _toast_warnings(report: dict[str, Any]) -> None:
+    for w in (report.get("warnings") or [])[:MAX_TOASTS]:
+        gr.Warning(w)
+
+
+# ----------------------------------------------------------------------------------------
+# Event handlers
+# ----------------------------------------------------------------------------------------
+# Order of the settings controls, shared by the page, the API and the examples.
+SETTING_NAMES = ("audio_strength", "identity_strength", "prompt_strength", "head_motion",
+                 "expression_intensity", "blink_rate", "seed", "fps", "max_size", "engine",
+                 "diffusion_steps", "guidance_scale")
+
+
+def clear_result():
+    return gr.update(value=None, visible=False), None, None, "", None, ""
+
+
+@friendly_errors
+def prepare(portrait, audio, references, max_size):
+    """First half of a page request (fast): check the files and show which face will talk.
+    Clears the previous result; the render itself follows as a second event."""
+    portrait_path, audio_path, _ = check_inputs(portrait, audio, references)
+    check_audio(audio_path)
+    preview = face_preview(portrait_path, int(max_size or DEFAULT_SIZE))
+    return gr.update(value=preview, visible=True), None, None, "", None, ""
+
+
+@friendly_errors
+def generate(portrait, audio, transcript, prompt, references, audio_strength, identity_strength,
+             prompt_strength, head_motion, expression_intensity, blink_rate, seed, fps, max_size,
+             engine, diffusion_steps, guidance_scale, progress=gr.Progress()):
+    """Page handler: the video, the identity plot, the numbers, the downloads and the notes."""
+    settings = build_settings(transcript, prompt, audio_strength, identity_strength, prompt_strength,
+                              head_motion, expression_intensity, blink_rate, seed, fps, max_size,
+                              engine, diffusion_steps, guidance_scale)
+    stored = run_request(portrait, audio, references, settings, lambda frac, msg: progress(frac, desc=msg))
+    _toast_warnings(stored.report)
+    return (gr.update(visible=False), str(stored.video), identity_plot_data(stored.report),
+            summary_markdown(stored), stored.downloads, notes_markdown(stored.report, settings.prompt))
+
+
+@friendly_errors
+def render_api(portrait, audio, transcript="", prompt="", references=None, audio_strength=1.0,
+               identity_strength=1.0, prompt_strength=1.0, head_motion=1.0, expression_intensity=1.0,
+               blink_rate=1.0, seed=0, fps=25, max_size=DEFAULT_SIZE, engine="warp",
+               diffusion_steps=DIFFUSION_STEPS_DEFAULT, guidance_scale=GUIDANCE_DEFAULT,
+               progress=gr.Progress()):
+    """Render a talking-face video. Returns (video, report): the report holds the per-frame
+    identity scores (cosine, descriptor distance, same-person threshold 0.6), timings and warnings."""
+    settings = build_settings(transcript, prompt, audio_strength, identity_strength, prompt_strength,
+                              head_motion, expression_intensity, blink_rate, seed, fps, max_size,
+                              engine, diffusion_steps, guidance_scale)
+    stored = run_request(portrait, audio, references, settings, lambda frac, msg: progress(frac, desc=msg))
+    return str(stored.video), stored.report
+
+
+@friendly_errors
+def generate_example(portrait, audio, transcript):
+    """Examples gallery: default settings, final outputs only (these get cached)."""
+    settings = build_settings(transcript, "", 1, 1, 1, 1, 1, 1, 0, 25, DEFAULT_SIZE, "warp")
+    stored = run_request(portrait, audio, None, settings, lambda frac, msg: None)
+    return (str(stored.video), identity_plot_data(stored.report), summary_markdown(stored),
+            stored.downloads, notes_markdown(stored.report, ""))
+
+
+# ----------------------------------------------------------------------------------------
+# The page
+# ----------------------------------------------------------------------------------------
+class PortraitInput(gr.Image):
+    """gr.Image whose unreadable uploads end in a sentence instead of a bare "Error"."""
+
+    is_template = True  # rendered by the stock Image component in the browser
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:
+            raise gr.Error("That file is not a picture PortraitTalk can read; please upload a JPEG, PNG "
+                           "or WebP photo.", title="Can't read the photo", print_exception=False) from None
+
+
+def example_rows() -> tuple[list[list[Any]], list[str]]:
+    """Each bundled portrait paired with a bundled speech clip (and its transcript)."""
+    portraits = sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    clips = sorted(EXAMPLES.glob("*.wav"), key=lambda p: p.stat().st_size)  # shortest first
+    rows, labels = [], []
+    for i, portrait in enumerate(portraits):
+        if not clips:
+            break
+        clip = clips[i % len(clips)]
+        txt = clip.with_suffix(".txt")
+        transcript = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+        rows.append([str(portrait), str(clip), transcript])
+        labels.append(f"{portrait.stem.replace('_', ' ').title()} · “{transcript[:40]}…”" if transcript
+                      else portrait.stem.replace("_", " ").title())
+    return rows, labels
+
+
+def example_cache_mode() -> str | None:
+    """Eager on a Space (examples render once at start-up, every visitor then sees results
+    instantly); lazy locally (rendered on first click). GRADIO_CACHE_MODE overrides."""
+    mode = os.environ.get("GRADIO_CACHE_MODE", "").lower()
+    if mode in ("eager", "lazy"):
+        return mode
+    return "eager" if os.environ.get("SPACE_ID") else "lazy"
+
+
+HEADER = """
+<div id="pt-header">
+  <img src="/gradio_api/file={logo}" alt="">
+  <div>
+    <h1>PortraitTalk</h1>
+    <p>Turn one photo of a face and a speech recording into a video of that person saying it —
+    with a check, frame by frame, that the face still looks like the same person.</p>
+  </div>
+</div>
+"""
+
+STEPS = ("<span class='pt-steps'>**1.** Add a portrait photo · **2.** Upload or record speech · "
+         "**3.** Press **Generate**. No photo at hand? Click an example below the button.</span>")
+
+ABOUT_SCORES = """
+**How to read the identity plot:** every point is one frame of the video. A face-recognition
+network compares it with your portrait; 1 means identical, and frames above the red line
+(distance {d}, the network's usual same-person threshold) show the same person.
+""".format(d=SAME_PERSON_DISTANCE)
+
+
+def build_demo() -> gr.Blocks:
+    diffusion_ok, diffusion_reason = diffusion_availability()
+    engines = [("Warp — fast, runs on CPU", "warp")]
+    if diffusion_ok:
+        engines.append(("Diffusion — slower, needs a GPU", "diffusion"))
+    engine_note = ("The diffusion engine is available." if diffusion_ok
+                   else f"Diffusion engine unavailable: {diffusion_reason}.")
+
+    with gr.Blocks(title="PortraitTalk — make a portrait talk", delete_cache=DELETE_CACHE) as demo:
+        gr.HTML(HEADER.format(logo=ASSETS / "logo.svg"))
+        gr.Markdown(STEPS)
+        with gr.Row(equal_height=False):
+            # ---------------- inputs ----------------
+            with gr.Column(scale=1, min_width=320):
+                portrait = PortraitInput(label="1 · Portrait photo", type="filepath", image_mode=None,
+                                         placeholder="Drop a photo here or click to upload: "
+                                                     "one face, looking at the camera",
+                                         sources=["upload", "webcam", "clipboard"], height=320,
+                                         elem_id="pt-portrait")
+                with gr.Accordion("More photos of the same person (optional)", open=False):
+                    references = gr.File(label="Extra portraits: used to measure identity and pick the right face",
+                                         file_count="multiple", file_types=["image"], elem_id="pt-references")
+                audio = gr.Audio(label=f"2 · Speech (up to {MAX_AUDIO_SECONDS:g} s)",
+                                 sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
+                transcript = gr.Textbox("", label="What is said (optional)", lines=2, elem_id="pt-transcript",
+                                        placeholder="Type the words for better lip sync (English).")
+                prompt = gr.Textbox("", label="Style prompt (optional)", elem_id="pt-prompt",
+                                    placeholder="e.g. calm and friendly, slight smile, nods now and then")
+                go = gr.Button("3 · Generate video", variant="primary", size="lg", elem_id="pt-generate")
+                examples_slot = gr.Column()  # filled after the outputs exist
+                with gr.Accordion("Guidance: lip sync, head movement, expression, blinking", open=False):
+                    audio_strength = gr.Slider(0, 2, 1, step=0.05, label="Lip-sync strength",
+                                               info="How strongly the mouth follows the speech. 0 = mouth still, 2 = exaggerated.")
+                    identity_strength = gr.Slider(0, 2, 1, step=0.05, label="Identity strength",
+                                                  info="How closely the face sticks to your photo. Higher = fewer changes to the face.")
+                    prompt_strength = gr.Slider(0, 2, 1, step=0.05, label="Prompt strength",
+                                                info="How much the style prompt matters. 0 = ignore the prompt.")
+                    head_motion = gr.Slider(0, 2, 1, step=0.05, label="Head movement",
+                                            info="0 = still head, 1 = natural nods and turns, 2 = lively.")
+                    expression = gr.Slider(0, 2, 1, step=0.05, label="Expression intensity",
+                                           info="Eyebrows and smile. 0 = neutral face, 2 = very expressive.")
+                    blink_rate = gr.Slider(0, 2, 1, step=0.05, label="Blinking",
+                                           info="0 = never blinks, 1 = natural, 2 = twice as often.")
+                with gr.Accordion("Advanced", open=False):
+                    with gr.Row():
+                        seed = gr.Number(0, label="Seed", precision=0, minimum=0,
+                                         info="Same seed + same inputs = same video.")
+                        fps = gr.Slider(10, 30, 25, step=1, label="Frames per second")
+                    max_size = gr.Dropdown(SIZE_CHOICES, value=DEFAULT_SIZE, label="Output size (long side, px)",
+                                           info="Bigger looks sharper but takes longer.")
+                    engine = gr.Radio(engines, value="warp", label="Engine", interactive=len(engines) > 1)
+                    gr.Markdown(engine_note, elem_id="pt-engine-note")
+                    with gr.Row():
+                        steps = gr.Slider(4, 50, DIFFUSION_STEPS_DEFAULT, step=1, label="Diffusion steps",
+                                          info="Diffusion engine only: more = finer detail, slower.",
+                                          interactive=diffusion_ok)
+                        guidance = gr.Slider(1, 10, GUIDANCE_DEFAULT, step=0.5, label="Guidance scale",
+                                             info="Diffusion engine only: how strictly it follows the audio, identity and prompt.",
+                                             interactive=diffusion_ok)
+            # ---------------- outputs ----------------
+            with gr.Column(scale=1, min_width=320):
+                preview = gr.Image(label="Face found — this face will talk", visible=False,
+                                   interactive=False, height=260, elem_id="pt-preview")
+                video = gr.Video(label="Talking video", interactive=False, buttons=["download"], height=420,
+                                 elem_id="pt-video")
+                plot = gr.LinePlot(x="frame", y="similarity", color="series",
+                                   color_map={PLOT_VIDEO: "#4f46e5", PLOT_LINE: "#dc2626"},
+                                   x_title="Video frame", y_title="Identity match", color_title="Line",
+                                   y_lim=[0, 1], label="Identity, frame by frame (1 = identical)",
+                                   elem_id="pt-plot")
+                summary = gr.Markdown(elem_id="pt-summary")
+                notes = gr.Markdown(elem_id="pt-notes")
+                downloads = gr.File(label="Downloads: identity scores (CSV, JSON) and motion track (JSON)",
+                                    file_count="multiple", interactive=False, elem_id="pt-downloads")
+                with gr.Accordion("What do these numbers mean?", open=False):
+                    gr.Markdown(ABOUT_SCORES)
+
+        with examples_slot:
+            rows, labels = example_rows()
+            if rows:
+                gr.Examples(rows, inputs=[portrait, audio, transcript],
+                            outputs=[video, plot, summary, downloads, notes], fn=generate_example,
+                            cache_examples=True, cache_mode=example_cache_mode(), example_labels=labels,
+                            label="Examples — click one to see its finished video", elem_id="pt-examples")
+
+        inputs = [portrait, audio, transcript, prompt, references, audio_strength, identity_strength,
+                  prompt_strength, head_motion, expression, blink_rate, seed, fps, max_size, engine,
+                  steps, guidance]
+        result_outputs = [preview, video, plot, summary, downloads, notes]
+        # Two steps: a quick check that shows the chosen face (and any input error) at once,
+        # then the render, whose progress bar runs on the video panel.
+        # The previous result goes away first, so a failed check never leaves it on screen.
+        go.click(clear_result, outputs=result_outputs, queue=False, show_progress="hidden",
+                 api_visibility="private"
+                 ).then(prepare, inputs=[portrait, audio, references, max_size], outputs=result_outputs,
+                        api_name="prepare", api_visibility="undocumented", show_progress="hidden",
+                        concurrency_id="prepare", concurrency_limit=4
+                 ).success(generate, inputs=inputs, outputs=result_outputs, show_progress_on=[video],
+                           api_name="generate", api_visibility="undocumented", scroll_to_output=True,
+                           concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY)
+
+        # The documented API: the same inputs, the video and the full report out.
+        api_video = gr.Video(label="video", visible=False)
+        api_report = gr.JSON(label="report", visible=False)
+        api_trigger = gr.Button(visible=False)
+        api_trigger.click(render_api, inputs=inputs, outputs=[api_video, api_report], api_name="render",
+                          concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY)
+
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=RENDER_CONCURRENCY)
+    return demo
+
+
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate",
+                       # System fonts: the page makes no requests to font hosts.
+                       font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                       font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+
+def launch(demo: gr.Blocks, **overrides: Any):
+    """Start the server: loopback unless GRADIO_SERVER_NAME says otherwise, never shared."""
+    options: dict[str, Any] = dict(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        share=False, theme=THEME, css_paths=[ASSETS / "app.css"], favicon_path=ASSETS / "logo.svg",
+        allowed_paths=[str(ASSETS), str(RESULT_CACHE_DIR)], footer_links=["api", "gradio"],
+    )
+    options.update(overrides)
+    return demo.launch(**options)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    t0 = time.perf_counter()
+    PIPELINE.warm_up()
+    log.info("models loaded in %.1f s", time.perf_counter() - t0)
+    launch(build_demo())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The Space (app.py) end to end through its API, as a `gradio_client` user sees it.
+
+The app is launched on loopback inside the test process with its own empty result cache;
+requests go over HTTP exactly as they would to a Space. One real render (a 3 s example
+clip) is shared by the tests that look at its outputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+sys.path.insert(0, str(REPO))
+
+
+def example_file(name: str) -> Path:
+    """A bundled example (examples/), or a skip when the checkout lacks it."""
+    path = REPO / "examples" / name
+    if not path.is_file():
+        pytest.skip(f"examples/{name} is not in this checkout")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module(tmp_path_factory):
+    import app
+
+    # A private result cache: nothing from an earlier run can answer for this one.
+    app.RESULTS = app.ResultCache(tmp_path_factory.mktemp("results"), max_entries=8)
+    return app
+
+
+@pytest.fixture(scope="module")
+def client(app_module):
+    demo = app_module.build_demo()
+    _, url, _ = app_module.launch(demo, server_name="127.0.0.1", server_port=free_port(),
+                                  prevent_thread_lock=True, quiet=True)
+    assert url.startswith("http://127.0.0.1:")
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def example_render(client):
+    """One real render of a bundled example through /render: (video path, report)."""
+    portrait = example_file("grace_hopper.jpg")
+    clip = example_file("librivox_0880.wav")
+    transcript = example_file("librivox_0880.txt").read_text().strip()
+    video, report = client.predict(handle_file(str(portrait)), handle_file(str(clip)), transcript,
+                                   api_name="/render")
+    return Path(video), report, (portrait, clip, transcript)
+
+
+def audio_seconds(path: Path) -> float:
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def test_render_returns_a_playable_mp4_with_per_frame_identity_scores(example_render):
+    import imageio_ffmpeg
+
+    video, report, (_, clip, _) = example_render
+    assert video.read_bytes()[4:8] == b"ftyp"  # an MP4 container
+    frames = imageio_ffmpeg.read_frames(str(video))
+    meta = next(frames)
+    n_decoded = sum(1 for _ in frames)
+    # What every browser plays inline: H.264 in 4:2:0 with AAC sound.
+    assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+    assert meta["audio_codec"] == "aac"
+    assert meta["duration"] == pytest.approx(audio_seconds(clip), abs=0.1)
+    assert n_decoded == report["video"]["frames"] == round(audio_seconds(clip) * report["video"]["fps"])
+
+    identity = report["identity"]
+    assert identity["threshold"] == 0.6
+    assert [f["frame"] for f in identity["frames"]] == list(range(n_decoded))
+    assert all(f["face_found"] for f in identity["frames"])
+    # The talking face is still the portrait's person (dlib's same-person rule) nearly everywhere.
+    within = sum(f["distance"] <= 0.6 for f in identity["frames"])
+    assert within >= 0.9 * n_decoded
+    assert identity["summary"]["frames_within_threshold"] == within
+    # No server path leaks into what a client downloads.
+    assert "path" not in report["video"] and report["video"]["file"] == "portraittalk.mp4"
+    assert str(REPO) not in json.dumps(report)
+
+
+def test_same_request_again_is_answered_from_the_cache(client, example_render, app_module):
+    _, report, (portrait, clip, transcript) = example_render
+    _, again = client.predict(handle_file(str(portrait)), handle_file(str(clip)), transcript,
+                              api_name="/render")
+    # Identical timings mean the stored run came back rather than a new render.
+    assert again["timings_s"] == report["timings_s"]
+    assert again["identity"] == report["identity"]
+    entries = [p for p in app_module.RESULTS.root.iterdir() if not p.name.startswith("work-")]
+    assert len(entries) == 1
+
+
+def test_page_endpoint_gives_plot_summary_and_downloads(client, example_render):
+    _, report, (portrait, clip, transcript) = example_render
+    # The page's own endpoint is undocumented, so the client needs every control's value.
+    controls = dict(prompt="", references=None, audio_strength=1, identity_strength=1, prompt_strength=1,
+                    head_motion=1, expression_intensity=1, blink_rate=1, seed=0, fps=25, max_size=512,
+                    engine="warp", diffusion_steps=25, guidance_scale=3.5)
+    preview, video, plot, summary, downloads, notes = client.predict(
+        handle_file(str(portrait)), handle_file(str(clip)), transcript, *controls.values(),
+        api_name="/generate")
+    n = report["video"]["frames"]
+    assert Path(video).is_file()
+    rows = plot["value"]["data"] if isinstance(plot, dict) and "value" in plot else plot["data"]
+    assert len(rows) == n + 2  # one point per frame + the two ends of the threshold line
+    assert f"of {n} frames" in summary
+    names = sorted(Path(d).name for d in downloads)
+    assert names == ["motion.json", "scores.csv", "scores.json"]
+    by_name = {Path(d).name: Path(d) for d in downloads}
+    with open(by_name["scores.csv"]) as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == n
+    for row, frame in zip(table, report["identity"]["frames"]):
+        assert float(row["distance"]) == pytest.approx(frame["distance"])
+        assert float(row["similarity"]) == pytest.approx(1 - frame["distance"], abs=1e-4)
+        assert (row["same_person"] == "True") == (frame["distance"] <= 0.6)
+    motion = json.loads(by_name["motion.json"].read_text())
+    assert motion["n_frames"] == n and len(motion["channels"]["jaw_open"]) == n
+    # The mouth moves while the clip speaks.
+    assert max(motion["channels"]["jaw_open"]) > 0.2
+    assert "Lip sync" in notes
+
+
+def test_no_face_in_the_portrait_is_a_friendly_error(client, tmp_path):
+    coffee = SAMPLES / "images" / "coffee_no_face.png"
+    if not coffee.is_file():
+        from PIL import Image
+
+        # A smooth gradient: a picture with nothing face-like in it.
+        ramp = np.linspace(0, 255, 400, dtype=np.uint8)
+        coffee = tmp_path / "gradient.png"
+        Image.fromarray(np.dstack([np.tile(ramp, (300, 1))] * 3)).save(coffee)
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(coffee)), handle_file(str(example_file("librivox_0880.wav"))),
+                       api_name="/render")
+    message = str(err.value)
+    assert "No face was found" in message and "front-facing photo" in message
+    assert "Traceback" not in message and "\n" not in message
+
+
+def test_unreadable_files_and_missing_inputs_are_explained(client, tmp_path, app_module):
+    portrait = handle_file(str(example_file("grace_hopper.jpg")))
+    clip = handle_file(str(example_file("librivox_0880.wav")))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture and not a recording")
+
+    cases = [
+        ((portrait, None), "upload or record some speech"),
+        ((handle_file(str(notes)), clip), "not a picture PortraitTalk can read"),
+        ((portrait, handle_file(str(notes))), "WAV, MP3, M4A, OGG or FLAC"),
+    ]
+    for args, expected in cases:
+        with pytest.raises(AppError) as err:
+            client.predict(*args, api_name="/render")
+        assert expected in str(err.value)
+
+
+def test_audio_over_the_space_limit_names_the_limit(client, app_module, monkeypatch):
+    monkeypatch.setattr(app_module, "MAX_AUDIO_SECONDS", 2.0)
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(example_file("grace_hopper.jpg"))),
+                       handle_file(str(example_file("librivox_0880.wav"))), api_name="/render")
+    assert "the limit is" in str(err.value) and "shorter" in str(err.value)
+
+
+def test_out_of_range_setting_is_refused_with_its_bound(client):
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(example_file("grace_hopper.jpg"))),
+                       handle_file(str(example_file("librivox_0880.wav"))), fps=2, api_name="/render")
+    # Gradio checks the slider's bounds before the app runs; the message names the bound.
+    assert "minimum value 10" in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_cache_key_separates_file_names_and_settings(app_module, tmp_path):
+    portrait = example_file("grace_hopper.jpg")
+    clip = example_file("librivox_0880.wav")
+    renamed = tmp_path / "someone_else.jpg"
+    renamed.write_bytes(portrait.read_bytes())
+    settings = app_module.build_settings("", "", 1, 1, 1, 1, 1, 1, 0, 25, 512, "warp")
+    key = app_module.ResultCache.key(str(portrait), str(clip), [], settings)
+    assert key == app_module.ResultCache.key(str(portrait), str(clip), [], settings)
+    # Same pixels under another name: another entry, so one visitor's file name never reaches another.
+    assert key != app_module.ResultCache.key(str(renamed), str(clip), [], settings)
+    other = app_module.build_settings("", "", 1, 1, 1, 0, 1, 1, 0, 25, 512, "warp")
+    assert key != app_module.ResultCache.key(str(portrait), str(clip), [], other)
+    assert key != app_module.ResultCache.key(str(portrait), str(clip), [str(renamed)], settings)
+
+
+def test_examples_pair_each_portrait_with_a_clip_and_its_transcript(app_module):
+    rows, labels = app_module.example_rows()
+    if not rows:
+        pytest.skip("no examples in this checkout")
+    assert len(rows) == len(labels)
+    for portrait, clip, transcript in rows:
+        assert Path(portrait).is_file() and Path(clip).is_file()
+        txt = Path(clip).with_suffix(".txt")
+        if txt.is_file():
+            assert transcript == txt.read_text().strip()
+
+
+def test_diffusion_engine_is_offered_only_when_available(app_module):
+    available, reason = app_module.diffusion_availability()
+    assert isinstance(available, bool) and reason
+    demo = app_module.build_demo()
+    engine = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Engine")
+    offered = [value for _, value in engine.choices]
+    assert offered == (["warp", "diffusion"] if available else ["warp"])
+    if not available:
+        notes = [b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "pt-engine-note"]
+        assert notes and reason in notes[0]

@@ -1,0 +1,156 @@
+"""The Space in a real browser: headless Chromium opens the page, uploads a portrait and a
+speech clip, presses Generate and waits for the video to play.
+
+Needs the Debian `chromium` package (/usr/bin/chromium) and the `playwright` Python package,
+which drives that browser (it never downloads one). Skips with the reason when either is
+missing. Screenshots (1280×800 desktop and 390×844 phone) are written to
+$PORTRAITTALK_SCREENSHOTS, or to pytest's temporary folder, whose path is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+sys.path.insert(0, str(REPO))
+
+CHROMIUM = os.environ.get("PORTRAITTALK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# Running as root in a container needs --no-sandbox; the rest keeps Chromium off the network.
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage"]
+RENDER_TIMEOUT_MS = 240_000  # a 3 s clip renders in ~10 s on two idle cores; leave room for a busy CI
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+def example_file(name: str) -> Path:
+    path = REPO / "examples" / name
+    if not path.is_file():
+        pytest.skip(f"examples/{name} is not in this checkout")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory) -> Path:
+    target = os.environ.get("PORTRAITTALK_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    import app
+
+    app.RESULTS = app.ResultCache(tmp_path_factory.mktemp("results"), max_entries=8)
+    demo = app.build_demo()
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(),
+                           prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str, width: int, height: int):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)
+    page.wait_for_selector("#pt-generate", timeout=60_000)
+    return page
+
+
+def upload_and_generate(page, portrait: Path, clip: Path) -> None:
+    page.locator("#pt-portrait input[type=file]").set_input_files(str(portrait))
+    page.locator("#pt-audio input[type=file]").set_input_files(str(clip))
+    # The uploads are in once both players show them.
+    page.wait_for_selector("#pt-portrait img[src*='/file=']", timeout=30_000)
+    page.wait_for_selector("#pt-audio [data-testid='waveform-controls']", timeout=30_000)
+    page.click("#pt-generate")
+
+
+def test_visitor_uploads_generates_and_gets_a_playing_video(browser, app_url, screenshot_dir):
+    portrait = example_file("grace_hopper.jpg")
+    clip = example_file("librivox_0880.wav")
+    page = open_page(browser, app_url, 1280, 800)
+    page.screenshot(path=str(screenshot_dir / "desktop_start.png"))
+    upload_and_generate(page, portrait, clip)
+
+    # The chosen face appears first, then the video.
+    page.wait_for_selector("#pt-preview img", timeout=60_000)
+    page.wait_for_selector("#pt-video video[src]", timeout=RENDER_TIMEOUT_MS)
+    src = page.locator("#pt-video video").get_attribute("src")
+    response = page.request.get(src)
+    assert response.ok and response.body()[4:8] == b"ftyp"
+    # The browser itself can play it: metadata loads and the duration is the clip's.
+    duration = page.locator("#pt-video video").evaluate(
+        """v => new Promise(done => {
+               if (v.readyState >= 1) return done(v.duration);
+               v.addEventListener('loadedmetadata', () => done(v.duration));
+               v.addEventListener('error', () => done(-1));
+           })""")
+    assert duration == pytest.approx(3.0, abs=0.15)
+
+    summary = page.locator("#pt-summary").inner_text(timeout=30_000)
+    match = re.search(r"in (\d+) of (\d+) frames", summary)
+    assert match and int(match.group(2)) == 75 and int(match.group(1)) >= 68
+    page.wait_for_selector("#pt-plot svg, #pt-plot canvas", timeout=30_000)
+    downloads = page.locator("#pt-downloads").inner_text().replace("\n", "")  # name and extension sit apart
+    for name in ("scores.csv", "scores.json", "motion.json"):
+        assert name in downloads
+    page.wait_for_timeout(1000)  # let the plot finish drawing before the picture is taken
+    page.screenshot(path=str(screenshot_dir / "desktop_result.png"), full_page=True)
+
+    # The same request on a phone: answered from the result cache, laid out in one column.
+    phone = open_page(browser, app_url, 390, 844)
+    phone.screenshot(path=str(screenshot_dir / "phone_start.png"))
+    upload_and_generate(phone, portrait, clip)
+    phone.wait_for_selector("#pt-video video[src]", timeout=60_000)
+    phone.wait_for_timeout(1500)
+    phone.screenshot(path=str(screenshot_dir / "phone_result_view.png"))
+    phone.screenshot(path=str(screenshot_dir / "phone_result.png"), full_page=True)
+    inputs_box = phone.locator("#pt-generate").bounding_box()
+    video_box = phone.locator("#pt-video").bounding_box()
+    assert video_box["y"] > inputs_box["y"]  # one column: the result comes below the inputs
+    assert video_box["width"] <= 390
+    page.close()
+    phone.close()
+
+
+def test_a_photo_without_a_face_shows_a_plain_sentence(browser, app_url, screenshot_dir, tmp_path):
+    coffee = SAMPLES / "images" / "coffee_no_face.png"
+    if not coffee.is_file():
+        pytest.skip("shared/samples is not next to the checkout")
+    page = open_page(browser, app_url, 1280, 800)
+    upload_and_generate(page, coffee, example_file("librivox_0880.wav"))
+    toast = page.get_by_text("No face was found in the portrait", exact=False)
+    toast.first.wait_for(timeout=60_000)
+    page.screenshot(path=str(screenshot_dir / "desktop_no_face.png"))
+    body = page.locator("body").inner_text()
+    assert "front-facing photo" in body
+    assert "Traceback" not in body and "Exception" not in body
+    assert page.locator("#pt-video video[src]").count() == 0
+    page.close()

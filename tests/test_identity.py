@@ -1,0 +1,153 @@
+"""Identity scores on real portraits: same person close, different people far, no face flagged."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from portraittalk.identity import SAME_PERSON_DISTANCE, IdentityScorer, compare
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "images"
+
+
+def _load(name: str) -> np.ndarray:
+    path = SAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"shared sample image {name} is not available")
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def scorer() -> IdentityScorer:
+    return IdentityScorer()
+
+
+@pytest.fixture(scope="module")
+def obama(scorer):
+    rgb = _load("obama_official_portrait.jpg")
+    box = scorer.detect_face(rgb)
+    assert box is not None
+    return rgb, box, scorer.descriptor(rgb, box)
+
+
+def test_torch_network_equals_dlib(scorer, obama):
+    """The PyTorch rebuild of dlib's ResNet gives dlib's own descriptors."""
+    import dlib
+    import face_recognition_models
+
+    rgb, box, _ = obama
+    reference_net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    chips = [scorer.align(rgb, box), scorer.align(_load("grace_hopper_glasses.jpg"), None)]
+    ours = scorer.embed(chips)
+    theirs = np.array([reference_net.compute_face_descriptor(c) for c in chips])
+    assert scorer.backend == "torch"
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_same_portrait_is_identical(scorer, obama):
+    rgb, box, descriptor = obama
+    assert descriptor.shape == (128,)
+    score = scorer.score(rgb, box, descriptor, 7)
+    assert score.frame == 7 and score.face_found
+    assert score.cosine == pytest.approx(1.0, abs=1e-6)
+    assert score.distance == pytest.approx(0.0, abs=1e-5)
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf))
+
+
+def test_degraded_copies_stay_the_same_person(scorer, obama):
+    rgb, box, descriptor = obama
+    h, w = rgb.shape[:2]
+    dx, dy = 9, -6
+    shifted = cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    shifted_box = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+    half = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    variants = {
+        "jpeg q25": (_jpeg(rgb, 25), box),
+        "blur": (cv2.GaussianBlur(rgb, (0, 0), 1.5), box),
+        "shifted, box moved": (shifted, shifted_box),
+        "shifted, box kept": (shifted, box),  # a box a few pixels off
+        "half resolution": (half, tuple(v // 2 for v in box)),
+        "brighter": (np.clip(rgb * 1.15 + 12, 0, 255).astype(np.uint8), box),
+        "redetected": (_jpeg(rgb, 60), None),
+    }
+    for name, (image, b) in variants.items():
+        score = scorer.score(image, b, descriptor, 0)
+        assert score.face_found, name
+        # well inside dlib's same-person threshold, not merely under it
+        assert score.distance < 0.5 * SAME_PERSON_DISTANCE, (name, score.distance)
+        assert score.cosine > 0.97, (name, score.cosine)
+    assert scorer.score(shifted, shifted_box, descriptor, 0).distance == pytest.approx(0.0, abs=0.02)
+
+
+def test_same_person_in_a_different_crop(scorer, obama):
+    _, _, descriptor = obama
+    partial = _load("obama_partial_face_cropped.jpg")
+    box = scorer.detect_face(partial)
+    if box is None:
+        pytest.skip("no face found in the partial-face crop")
+    score = scorer.score(partial, box, descriptor, 0)
+    assert score.distance < SAME_PERSON_DISTANCE
+
+
+@pytest.mark.parametrize("other", ["grace_hopper_glasses.jpg", "astronaut_eileen_collins.png",
+                                   "biden_official_portrait_small_face.jpg", "stefan_beard_beanie_lowres.jpg"])
+def test_different_people_are_over_the_threshold(scorer, obama, other):
+    _, _, descriptor = obama
+    image = _load(other)
+    score = scorer.score(image, None, descriptor, 0)
+    assert score.face_found
+    assert score.distance > SAME_PERSON_DISTANCE
+    # and further away than a heavily degraded copy of the same person
+    assert score.cosine < scorer.score(_jpeg(obama[0], 25), obama[1], descriptor, 0).cosine
+
+
+def test_no_face_is_flagged(scorer, obama):
+    coffee = _load("coffee_no_face.png")
+    score = scorer.score(coffee, None, obama[2], 3)
+    assert not score.face_found and score.frame == 3
+    assert score.distance > SAME_PERSON_DISTANCE  # counted as "not the same person"
+    assert scorer.descriptor(coffee, None) is None
+    assert scorer.reference([coffee]) is None
+
+
+def test_multi_reference_and_batched_scoring(scorer, obama):
+    rgb, box, single = obama
+    partial = _load("obama_partial_face_cropped.jpg")
+    grace = _load("grace_hopper_glasses.jpg")
+    coffee = _load("coffee_no_face.png")
+    reference = scorer.reference([rgb, partial], [box, None])
+    assert reference.shape == (128,)
+    # the mean of two pictures of one person sits between them
+    assert compare(single, reference, 0).distance < compare(single, scorer.descriptor(partial), 0).distance
+
+    frames = [rgb, coffee, grace, _jpeg(rgb, 50)] * 2
+    boxes = [box, None, None, box] * 2
+    batched = scorer.score_frames(iter(frames), iter(boxes), reference, batch_size=3)
+    assert [s.frame for s in batched.frames] == list(range(8))
+    assert [s.face_found for s in batched.frames] == [True, False, True, True] * 2
+    summary = batched.summary()
+    assert summary["frames"] == 8
+    assert summary["frames_within_threshold"] == 4 and summary["frames_over_threshold"] == 4
+
+    # streaming one frame at a time gives the same numbers as the batch
+    for frame_score, frame, b in list(zip(batched.frames, frames, boxes))[:4]:
+        single_score = scorer.score(frame, b, reference, frame_score.frame)
+        assert single_score.face_found == frame_score.face_found
+        assert single_score.distance == pytest.approx(frame_score.distance, abs=1e-4)
+
+
+def test_dlib_backend_agrees(obama):
+    rgb, box, descriptor = obama
+    dlib_scorer = IdentityScorer(backend="dlib")
+    assert dlib_scorer.backend == "dlib"
+    np.testing.assert_allclose(dlib_scorer.descriptor(rgb, box), descriptor, atol=1e-4)
