@@ -362,7 +362,7 @@ def friendly_errors(fn: Callable) -> Callable:
 # ----------------------------------------------------------------------------------------
 # Presenting a result
 # ----------------------------------------------------------------------------------------
-PLOT_VIDEO, PLOT_LINE = "This video", f"Same-person line (distance {SAME_PERSON_DISTANCE})"
+PLOT_VIDEO, PLOT_LINE = "This video", "Same-person line"
 
 
 def identity_plot_data(report: dict[str, Any]) -> pd.DataFrame:
@@ -634,7 +634,7 @@ def build_demo() -> gr.Blocks:
                 plot = gr.LinePlot(x="frame", y="similarity", color="series",
                                    color_map={PLOT_VIDEO: "#4f46e5", PLOT_LINE: "#dc2626"},
                                    x_title="Video frame", y_title="Identity match", color_title="Line",
-                                   y_lim=[0, 1], label="Identity, frame by frame (1 = identical)",
+                                   y_lim=[0, 1], label="Identity, frame by frame (1 = identical; above the red line = same person)",
                                    elem_id="pt-plot")
                 summary = gr.Markdown(elem_id="pt-summary")
                 notes = gr.Markdown(elem_id="pt-notes")

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .datatypes import FaceAnalysis, FrameScore, IdentityScores, MotionTrack, Portrait, SpeechAnalysis
+from .datatypes import FaceAnalysis, IdentityScores, MotionTrack, Portrait, SpeechAnalysis
 from .errors import InputError
 
 # Progress callback: (stage name, fraction of the whole job done 0…1, human message).
@@ -104,7 +104,12 @@ class PortraitTalkPipeline:
     def identity_scorer(self):
         with self._lock:
             if self._identity is None:
+                import torch
+
                 from .identity import IdentityScorer
+                # Scoring shares the CPU with the renderer and the encoder: one thread each
+                # is faster than letting torch spread over every core.
+                torch.set_num_threads(1)
                 self._identity = IdentityScorer()
             return self._identity
 
@@ -173,22 +178,29 @@ class PortraitTalkPipeline:
                 warnings.append("The face descriptor could not read the portrait; identity scores are unavailable.")
                 scorer = None
 
-        # Identity scoring runs beside rendering; encoding runs in ffmpeg's own process.
-        frame_scores: list[FrameScore] = []
-        jobs: queue.Queue = queue.Queue(maxsize=8)
+        # Identity scoring runs in a thread beside rendering (the descriptor network releases
+        # the GIL); encoding runs in ffmpeg's own process. Frames are scored in batches.
+        jobs: queue.Queue = queue.Queue(maxsize=16)
         t_score = [0.0]
+        stream = scorer.stream(reference) if scorer is not None else None
+        failure: list[BaseException] = []
 
         def score_worker() -> None:
             while True:
                 item = jobs.get()
                 if item is None:
                     return
-                i, rgb, box = item
+                if failure:
+                    continue
+                rgb, box = item
                 t0 = time.perf_counter()
-                frame_scores.append(scorer.score(rgb, box, reference, i))
+                try:
+                    stream.add(rgb, box)
+                except BaseException as err:  # reported after rendering, never lost silently
+                    failure.append(err)
                 t_score[0] += time.perf_counter() - t0
 
-        worker = threading.Thread(target=score_worker, daemon=True) if scorer is not None else None
+        worker = threading.Thread(target=score_worker, daemon=True) if stream is not None else None
         if worker:
             worker.start()
         out_path = Path(out_path)
@@ -201,7 +213,7 @@ class PortraitTalkPipeline:
                     frame = renderer.render(motion.frame(i))
                     enc.write(frame.rgb)
                     if worker:
-                        jobs.put((i, frame.rgb, frame.box))
+                        jobs.put((frame.rgb, frame.box))
                     if i % 10 == 0 or i == n_frames - 1:
                         report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
                                         f"Rendering frame {i + 1} of {n_frames}")
@@ -209,14 +221,17 @@ class PortraitTalkPipeline:
             if worker:
                 jobs.put(None)
         timings["render_encode"] = time.perf_counter() - t0
+        identity = None
         if worker:
             t1 = time.perf_counter()
             worker.join()
+            if failure:
+                raise failure[0]
+            identity = stream.finish()
             timings["identity_wait_after_render"] = time.perf_counter() - t1
-            timings["identity_scoring_cpu"] = t_score[0]
+            timings["identity_scoring"] = t_score[0] + timings["identity_wait_after_render"]
         timings["total"] = time.perf_counter() - t_all
 
-        identity = IdentityScores(sorted(frame_scores, key=lambda f: f.frame)) if worker else None
         if identity is not None:
             summ = identity.summary()
             if summ.get("frames_over_threshold", 0):
