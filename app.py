@@ -21,6 +21,7 @@ except ImportError:  # plain local install without the Spaces helper
     spaces = None
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -111,16 +112,18 @@ def _gpu(duration: int) -> Callable[[Callable], Callable]:
 PIPELINE = PortraitTalkPipeline()
 
 
-def _render_on_cpu(image: str, audio: str, out: Path, settings: RenderSettings, progress,
-                   references: list[str]) -> RenderResult:
-    return PIPELINE.render(image, audio, out, settings, progress, references=references)
+def _render_reporting_progress(image: str, audio: str, out: Path, settings: RenderSettings,
+                               references: list[str]) -> RenderResult:
+    # A fresh gr.Progress reports to the request being served; made here rather than passed
+    # in, because on ZeroGPU this runs in a worker process and its arguments are pickled.
+    progress = gr.Progress()
+    return PIPELINE.render(image, audio, out, settings,
+                           lambda stage, frac, msg: progress(frac, desc=msg), references=references)
 
 
-@_gpu(duration=240)
-def _render_on_gpu(image: str, audio: str, out: Path, settings: RenderSettings, progress,
-                   references: list[str]) -> RenderResult:
-    # Only the diffusion engine needs the accelerator; the warp engine and face analysis stay on CPU.
-    return PIPELINE.render(image, audio, out, settings, progress, references=references)
+# Only the diffusion engine needs the accelerator; the warp engine and face analysis stay on CPU.
+_render_on_cpu = _render_reporting_progress
+_render_on_gpu = _gpu(duration=240)(_render_reporting_progress)
 
 
 # ----------------------------------------------------------------------------------------
@@ -319,8 +322,7 @@ def run_request(portrait: Any, audio: Any, references: Any, settings: RenderSett
     work = RESULTS.new_work_dir()
     try:
         render = _render_on_gpu if settings.engine == "diffusion" else _render_on_cpu
-        result = render(portrait_path, audio_path, work / StoredResult.VIDEO, settings,
-                        lambda stage, frac, msg: progress(frac, msg), refs)
+        result = render(portrait_path, audio_path, work / StoredResult.VIDEO, settings, refs)
         progress(1.0, "Saving the scores")
         return RESULTS.store(key, result, work)
     finally:
@@ -330,32 +332,18 @@ def run_request(portrait: Any, audio: Any, references: Any, settings: RenderSett
 
 def friendly_errors(fn: Callable) -> Callable:
     """Every failure reaches the page as one sentence in a gr.Error, never a traceback."""
-    import functools
-    import inspect
-
-    def translate(err: BaseException) -> gr.Error:
-        if isinstance(err, gr.Error):
-            return err
-        if isinstance(err, PortraitTalkError):
-            return gr.Error(str(err), title="Can't make this video", print_exception=False)
-        log.exception("render failed")
-        return gr.Error(UNEXPECTED_ERROR, title="Something went wrong", print_exception=False)
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except Exception as err:
-                raise translate(err) from None
-        return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as err:
-            raise translate(err) from None
+        except gr.Error:
+            raise
+        except PortraitTalkError as err:
+            raise gr.Error(str(err), title="Can't make this video", print_exception=False) from None
+        except Exception:
+            log.exception("request failed")  # the details go to the server log only
+            raise gr.Error(UNEXPECTED_ERROR, title="Something went wrong", print_exception=False) from None
     return wrapper
 
 
@@ -402,7 +390,9 @@ def summary_markdown(stored: StoredResult) -> str:
                   f"| Face descriptor cosine, mean / min | {summ['mean_cosine']:.3f} / {summ['min_cosine']:.3f} |"]
     else:
         lines += ["Identity scores were not computed for this video.", "", "| Result | Value |", "|---|---|"]
-    lines.append(f"| Video | {duration:.1f} s, {video.get('frames', '?')} frames at {video.get('fps', '?'):g} fps, "
+    fps = video.get("fps")
+    fps_text = f"{fps:g}" if isinstance(fps, (int, float)) else "?"
+    lines.append(f"| Video | {duration:.1f} s, {video.get('frames', '?')} frames at {fps_text} fps, "
                  f"{'×'.join(str(v) for v in video.get('size', []))} px |")
     if rtf is not None:
         lines.append(f"| Render time | {total:.1f} s ({rtf:.2f} s of work per second of speech) |")
@@ -504,19 +494,25 @@ def generate_example(portrait, audio, transcript):
 # ----------------------------------------------------------------------------------------
 # The page
 # ----------------------------------------------------------------------------------------
-class PortraitInput(gr.Image):
-    """gr.Image whose unreadable uploads end in a sentence instead of a bare "Error"."""
+def explain_unreadable_images(image: gr.Image) -> gr.Image:
+    """Make an upload that is not a picture end in a sentence instead of a bare "Error".
 
-    is_template = True  # rendered by the stock Image component in the browser
+    gr.Image opens the file before the handler runs; a subclass would do the same, but
+    gradio writes a .pyi stub next to any module that defines a component class.
+    """
+    original = image.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error:
             raise
         except Exception:
             raise gr.Error("That file is not a picture PortraitTalk can read; please upload a JPEG, PNG "
                            "or WebP photo.", title="Can't read the photo", print_exception=False) from None
+
+    image.preprocess = preprocess
+    return image
 
 
 def example_rows() -> tuple[list[list[Any]], list[str]]:
@@ -531,8 +527,9 @@ def example_rows() -> tuple[list[list[Any]], list[str]]:
         txt = clip.with_suffix(".txt")
         transcript = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
         rows.append([str(portrait), str(clip), transcript])
-        labels.append(f"{portrait.stem.replace('_', ' ').title()} · “{transcript[:40]}…”" if transcript
-                      else portrait.stem.replace("_", " ").title())
+        name = portrait.stem.replace("_", " ").title()
+        words = transcript if len(transcript) <= 40 else transcript[:40].rsplit(" ", 1)[0] + "…"
+        labels.append(f"{name} · “{words}”" if transcript else name)
     return rows, labels
 
 
@@ -547,7 +544,7 @@ def example_cache_mode() -> str | None:
 
 HEADER = """
 <div id="pt-header">
-  <img src="/gradio_api/file={logo}" alt="">
+  <img src="gradio_api/file={logo}" alt="">
   <div>
     <h1>PortraitTalk</h1>
     <p>Turn one photo of a face and a speech recording into a video of that person saying it —
@@ -580,13 +577,14 @@ def build_demo() -> gr.Blocks:
         with gr.Row(equal_height=False):
             # ---------------- inputs ----------------
             with gr.Column(scale=1, min_width=320):
-                portrait = PortraitInput(label="1 · Portrait photo", type="filepath", image_mode=None,
-                                         placeholder="Drop a photo here or click to upload: "
-                                                     "one face, looking at the camera",
-                                         sources=["upload", "webcam", "clipboard"], height=320,
-                                         elem_id="pt-portrait")
+                portrait = gr.Image(label="1 · Portrait photo", type="filepath", image_mode=None,
+                                    placeholder="Drop a photo here or click to upload: "
+                                                "one face, looking at the camera",
+                                    sources=["upload", "webcam", "clipboard"], height=320,
+                                    elem_id="pt-portrait")
+                explain_unreadable_images(portrait)
                 with gr.Accordion("More photos of the same person (optional)", open=False):
-                    references = gr.File(label="Extra portraits: used to measure identity and pick the right face",
+                    references = gr.File(label="Extra portraits: every video frame is compared with all of them",
                                          file_count="multiple", file_types=["image"], elem_id="pt-references")
                 audio = gr.Audio(label=f"2 · Speech (up to {MAX_AUDIO_SECONDS:g} s)",
                                  sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
@@ -698,6 +696,7 @@ def launch(demo: gr.Blocks, **overrides: Any):
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
     t0 = time.perf_counter()
     PIPELINE.warm_up()
     log.info("models loaded in %.1f s", time.perf_counter() - t0)

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--blink-rate", type=float, default=1.0, help="0 = no blinks … 2 = twice as often")
     r.add_argument("--engine", default="warp", choices=["warp", "diffusion"])
     r.add_argument("--no-identity", action="store_true", help="skip per-frame identity scoring")
+    from .evaluate import add_evaluate_parser
+    add_evaluate_parser(sub)
     b = sub.add_parser("bench", help="time every stage on the bundled examples and print a table")
     b.add_argument("--seconds", type=float, default=None, help="also time a clip of this length (looped audio)")
     b.add_argument("--out-dir", default=None, help="keep the rendered videos here")
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "render":
             return _render(args)
+        if args.command == "evaluate":
+            from .evaluate import run_evaluate
+            return run_evaluate(args)
         if args.command == "bench":
             from .bench import run_bench
             return run_bench(seconds=args.seconds, out_dir=args.out_dir)

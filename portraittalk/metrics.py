@@ -78,6 +78,7 @@ RIGID_LANDMARKS = (33, 133, 362, 263, 1, 6, 168, 98, 327, 234, 454)
 # by up to ~3 % of the eye distance when only the mouth opens; at speech rates (~4 Hz)
 # this blend passes ~5 % of that, while the flow carries the real head motion.
 FLOW_WEIGHT = 0.95
+MAX_FLOW_MESH_GAP = 0.15  # flow and mesh this far apart (× eye distance): the flow lost the point
 JITTER_REF_PCT = 2.0  # ADFD's smoothness factor is exp(−jitter / 2 % of the eye-corner distance)
 
 WORK_LONG_SIDE = 320  # background SSIM and flicker run on a grey copy this large
@@ -95,14 +96,16 @@ def speech_envelope(samples: np.ndarray, sample_rate: int, fps: float, n_frames:
     windows centred in that interval, in dB, mapped from [loudest − 45 dB, loudest] to
     [0, 1] ("loudest" = 99th percentile, so a click does not set the scale).
     """
-    import librosa
-
-    hop = max(1, sample_rate // 100)
-    rms = librosa.feature.rms(y=np.asarray(samples, np.float32), frame_length=int(0.025 * sample_rate),
-                              hop_length=hop, center=True)[0].astype(np.float64)
-    idx = np.floor(np.arange(len(rms)) * hop / sample_rate * fps).astype(int)
+    # Mean power of 25 ms windows every 10 ms, window k centred at k × 10 ms (running sums
+    # keep memory flat for long clips).
+    hop, size = max(1, sample_rate // 100), max(2, int(0.025 * sample_rate))
+    x = np.pad(np.asarray(samples, np.float64), size // 2)
+    sums = np.concatenate([[0.0], np.cumsum(x * x)])
+    starts = np.arange(0, max(1, len(x) - size + 1), hop)
+    power_10ms = (sums[np.minimum(starts + size, len(x))] - sums[starts]) / size
+    idx = np.floor(np.arange(len(power_10ms)) * hop / sample_rate * fps).astype(int)
     keep = idx < n_frames
-    power = np.bincount(idx[keep], weights=rms[keep] ** 2, minlength=n_frames)[:n_frames]
+    power = np.bincount(idx[keep], weights=power_10ms[keep], minlength=n_frames)[:n_frames]
     counts = np.bincount(idx[keep], minlength=n_frames)[:n_frames]
     db = 10 * np.log10(np.where(counts > 0, power / np.maximum(counts, 1), 0.0) + 1e-10)
     top = np.percentile(db[counts > 0], 99) if counts.any() else 0.0
@@ -188,12 +191,15 @@ def local_sync(mouth: np.ndarray, envelope: np.ndarray, fps: float,
     w = max(5, int(round(window_s * fps)) | 1)
     if n < w:
         return out
+    env = np.asarray(envelope[:n], np.float64)
+    # Windows where the mouth or the sound barely changes have no meaningful correlation.
+    raw_a, raw_b = sliding_window_view(mouth[:n], w), sliding_window_view(env, w)
+    ok = (np.ptp(raw_a, axis=1) >= MIN_MOUTH_MOTION) & (np.ptp(raw_b, axis=1) >= 0.1)
     a = sliding_window_view(_syllable_band(mouth[:n], fps), w)
-    b = sliding_window_view(_syllable_band(np.asarray(envelope[:n], np.float64), fps), w)
+    b = sliding_window_view(_syllable_band(env, fps), w)
     a = a - a.mean(1, keepdims=True)
     b = b - b.mean(1, keepdims=True)
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    ok = (a.std(1) > 1e-4) & (b.std(1) > 1e-3)
     r = np.where(ok & (den > 1e-12), (a * b).sum(1) / np.maximum(den, 1e-12), np.nan)
     out[w // 2:w // 2 + len(r)] = r
     return out
@@ -274,6 +280,10 @@ class HeadTracker:
         self._ref = ref - ref.mean(0)
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (grey, fused points)
 
+    def reset(self) -> None:
+        """Forget the previous frame (after a cut or a re-detection)."""
+        self._prev = None
+
     def update(self, grey: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:
         velocity = np.full((len(RIGID_LANDMARKS), 2), np.nan, np.float32)
         if landmarks is None:
@@ -286,7 +296,9 @@ class HeadTracker:
             nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev_grey, grey, prev_pts.reshape(-1, 1, 2), None,
                                                       winSize=(21, 21), maxLevel=3)
             nxt = nxt.reshape(-1, 2)
-            ok = status.ravel() == 1
+            # A point the flow lost, or that wandered far from the mesh, restarts from the mesh.
+            eye_distance = float(np.linalg.norm(mesh[3] - mesh[0])) + 1e-6
+            ok = (status.ravel() == 1) & (np.linalg.norm(nxt - mesh, axis=1) < MAX_FLOW_MESH_GAP * eye_distance)
             velocity[ok] = nxt[ok] - prev_pts[ok]
             fused = np.where(ok[:, None], FLOW_WEIGHT * nxt + (1 - FLOW_WEIGHT) * mesh, mesh).astype(np.float32)
         self._prev = (grey, fused)
@@ -333,7 +345,7 @@ def count_blinks(eye_open: np.ndarray, fps: float) -> list[tuple[int, int]]:
 
 def landmark_jitter(velocity: np.ndarray, scale: float) -> float | None:
     """Mean frame-to-frame change of the head-rigid points' flow velocity (their
-    acceleration), in % of ``scale`` (the portrait's eye-corner distance).
+    acceleration), in % of ``scale`` (the face's eye-corner distance in the video).
 
     ``velocity``: (n_frames, k, 2) pixels per frame, NaN where unknown. Smooth head motion
     has near-zero acceleration; shaking, wobbling or boiling faces do not.
@@ -453,6 +465,7 @@ class FaceTracker:
     def __init__(self, analyzer: "fm.FaceAnalyzer") -> None:
         self.analyzer = analyzer
         self.detections = 0  # full detections run (the first frame and every re-detection)
+        self.detected_last = False  # whether the last frame's face came from a fresh detection
         self._prev: Box | None = None
 
     def update(self, rgb: np.ndarray) -> tuple[np.ndarray | None, Box | None]:
@@ -461,6 +474,7 @@ class FaceTracker:
             lm = self.analyzer.mesh_in_box(rgb, self._prev)
             if lm is not None and box_iou(landmark_box(lm, rgb.shape), self._prev) < self.MIN_IOU:
                 lm = None
+        self.detected_last = lm is None
         if lm is None:
             lm = self._detect(rgb)
         self._prev = landmark_box(lm, rgb.shape) if lm is not None else None
@@ -501,7 +515,7 @@ class VideoEvaluation:
     n_frames: int
     size: tuple[int, int]  # (width, height)
     identity: IdentityScores
-    curves: dict[str, np.ndarray]  # per-frame series (see CURVES in docs/METRICS.md)
+    curves: dict[str, np.ndarray]  # per-frame series, listed in docs/METRICS.md
     av: AVOffset | None
     phones: PhoneChecks | None
     adfd: ADFD
@@ -605,11 +619,10 @@ class VideoEvaluation:
     def to_text(self) -> str:
         """A readable two-column table (the CLI prints this)."""
         s = self.summary()
-        width = max(len(label) for _, label, _, _ in COMPARE_ROWS)
+        width = max(len(row[1]) for row in COMPARE_ROWS)
         lines = [f"{self.video}: {self.n_frames} frames, {self.fps:g} fps, {self.size[0]}×{self.size[1]}"]
-        for key, label, unit, _ in COMPARE_ROWS:
-            value = _fmt(s.get(key))
-            lines.append(f"  {label.ljust(width)}  {value}{(' ' + unit) if unit and value != '—' else ''}")
+        for key, label, unit, _, spec in COMPARE_ROWS:
+            lines.append(f"  {label.ljust(width)}  {_with_unit(s.get(key), spec, unit)}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -620,6 +633,13 @@ def _r(x: float | None, digits: int = 4) -> float | None:
 
 def _pct(x: float | None) -> float | None:
     return None if x is None else round(100.0 * x, 1)
+
+
+def _with_unit(v: Any, spec: str, unit: str) -> str:
+    if v is None:
+        return "—"
+    text = spec.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _fmt(v)
+    return f"{text} {unit}" if unit else text
 
 
 def _fmt(v: Any) -> str:
@@ -650,6 +670,7 @@ class _FrameMeasures:
         self.found: list[bool] = []
         self.series: dict[str, list[float]] = {k: [] for k in self.SERIES}
         self.velocities: list[np.ndarray] = []
+        self.eye_distances: list[float] = []
         self._history: list[tuple[np.ndarray, np.ndarray]] = []  # last two (small grey, background mask)
         self.face_s = self.background_s = 0.0
 
@@ -661,6 +682,8 @@ class _FrameMeasures:
         t0 = time.perf_counter()
         lm, box = self.tracker.update(frame)
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if self.tracker.detected_last:
+            self.head.reset()  # the face may have jumped: no flow across the gap
         points, velocity = self.head.update(grey, lm)
         self.velocities.append(velocity)
         self.found.append(lm is not None)
@@ -668,6 +691,7 @@ class _FrameMeasures:
             yaw, pitch, roll = self.head.pose(points)
             values = {"mouth_gap": fm.mouth_gap_ratio(lm), "eye_open": fm.eye_open_ratio(lm),
                       "yaw": yaw, "pitch": pitch, "roll": roll}
+            self.eye_distances.append(float(np.linalg.norm(lm[fm.LEFT_EYE_OUTER, :2] - lm[fm.RIGHT_EYE_OUTER, :2])))
         else:
             values = dict.fromkeys(("mouth_gap", "eye_open", "yaw", "pitch", "roll"), np.nan)
         t1 = time.perf_counter()
@@ -736,7 +760,8 @@ class VideoEvaluator:
             raise InputError(f"'{video.name}' is not a video PortraitTalk can read; "
                              "please use an MP4, MOV, WebM or AVI file.") from None
         if info.n_frames < 3 or info.fps <= 0:
-            raise InputError(f"'{video.name}' has fewer than 3 frames; please use a longer video.")
+            raise InputError(f"'{video.name}' has only {info.n_frames} frame(s), so it is a still image or a broken "
+                             "video; please choose a video at least a fraction of a second long.")
         fps = info.fps
 
         report("portrait", 0.0, "Reading the portrait")
@@ -797,8 +822,7 @@ class VideoEvaluator:
         curves["speech_envelope"] = envelope
         curves["lip_sync_local"] = local_sync(curves["mouth_gap"], envelope, fps)
 
-        eye_distance = float(np.linalg.norm(face.landmarks[fm.LEFT_EYE_OUTER, :2] - face.landmarks[fm.RIGHT_EYE_OUTER, :2]))
-        jitter = landmark_jitter(np.stack(measures.velocities), eye_distance)
+        jitter = landmark_jitter(np.stack(measures.velocities), float(np.median(measures.eye_distances)))
         dynamics = _dynamics(curves, fps, jitter, portrait_gap)
         background = _background(curves, same_size)
         score = adfd(curves["identity_distance"], found, av, jitter)
@@ -941,24 +965,25 @@ def evaluate_video(video: str | Path, image: str | Path | bytes, audio: str | Pa
 # -- comparison ----------------------------------------------------------------------------
 
 # (summary key, label, unit, which way is better: "higher" | "lower" | "zero" | None)
-COMPARE_ROWS: tuple[tuple[str, str, str, str | None], ...] = (
-    ("identity_mean_cosine", "Identity: mean similarity", "", "higher"),
-    ("identity_min_cosine", "Identity: worst frame", "", "higher"),
-    ("identity_over_threshold_pct", "Identity: frames not the same person", "%", "lower"),
-    ("face_found_pct", "Face found", "%", "higher"),
-    ("av_offset_ms", "Lip sync: audio-visual offset", "ms", "zero"),
-    ("sync_confidence", "Lip sync: confidence", "", "higher"),
-    ("bilabial_closed_pct", "Lips closed at P/B/M", "%", "higher"),
-    ("open_vowel_open_pct", "Mouth open at open vowels", "%", "higher"),
-    ("pause_rest_pct", "Mouth at rest in pauses", "%", "higher"),
-    ("adfd", "ADFD (facial dynamics, 0–100)", "", "higher"),
-    ("head_yaw_range_deg", "Head turn range (yaw)", "°", None),
-    ("head_pitch_range_deg", "Head nod range (pitch)", "°", None),
-    ("blinks_per_min", "Blinks per minute", "", None),
-    ("jitter_pct", "Landmark jitter", "% eye dist.", "lower"),
-    ("background_ssim", "Background kept (SSIM)", "", "higher"),
-    ("flicker", "Background flicker", "grey levels", "lower"),
-    ("eval_s", "Evaluation time", "s", None),
+# (summary key, label, unit, which way is better: "higher" | "lower" | "zero" | None, format)
+COMPARE_ROWS: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("identity_mean_cosine", "Identity: mean similarity", "", "higher", "{:.3f}"),
+    ("identity_min_cosine", "Identity: worst frame", "", "higher", "{:.3f}"),
+    ("identity_over_threshold_pct", "Identity: frames not the same person", "%", "lower", "{:.1f}"),
+    ("face_found_pct", "Face found", "%", "higher", "{:.1f}"),
+    ("av_offset_ms", "Lip sync: audio-visual offset", "ms", "zero", "{:+.0f}"),
+    ("sync_confidence", "Lip sync: confidence", "", "higher", "{:.2f}"),
+    ("bilabial_closed_pct", "Lips closed at P/B/M", "%", "higher", "{:.0f}"),
+    ("open_vowel_open_pct", "Mouth open at open vowels", "%", "higher", "{:.0f}"),
+    ("pause_rest_pct", "Mouth at rest in pauses", "%", "higher", "{:.0f}"),
+    ("adfd", "ADFD (facial dynamics, 0–100)", "", "higher", "{:.1f}"),
+    ("head_yaw_range_deg", "Head turn range (yaw)", "°", None, "{:.1f}"),
+    ("head_pitch_range_deg", "Head nod range (pitch)", "°", None, "{:.1f}"),
+    ("blinks_per_min", "Blinks per minute", "", None, "{:.1f}"),
+    ("jitter_pct", "Landmark jitter", "% of eye distance", "lower", "{:.2f}"),
+    ("background_ssim", "Background kept (SSIM)", "", "higher", "{:.3f}"),
+    ("flicker", "Background flicker", "grey levels", "lower", "{:.2f}"),
+    ("eval_s", "Evaluation time", "s", None, "{:.1f}"),
 )
 COMPARE_HEADERS = ("Metric", "A", "B", "Better")
 
@@ -971,8 +996,8 @@ def compare(report_a: VideoEvaluation | Mapping[str, Any], report_b: VideoEvalua
     (headers in COMPARE_HEADERS), where ``better`` is the better video's name, "same", or ""
     when the metric has no better direction or a value is missing.
     The DataFrame has columns ``video, metric, frame, time_s, value, series``: each video's
-    per-frame identity similarity and local lip-sync correlation, ready for
-    ``gr.LinePlot(df, x="time_s", y="value", color="series")``.
+    per-frame identity similarity and local lip-sync correlation (frames without a value
+    left out), ready for ``gr.LinePlot(df, x="time_s", y="value", color="series")``.
     Reports may be :class:`VideoEvaluation` objects or their ``to_dict()`` JSON.
     """
     import pandas as pd
@@ -983,10 +1008,9 @@ def compare(report_a: VideoEvaluation | Mapping[str, Any], report_b: VideoEvalua
         if names[0] == names[1]:
             names = (f"A: {names[0]}", f"B: {names[1]}")
     rows = []
-    for key, label, unit, better in COMPARE_ROWS:
+    for key, label, unit, better, spec in COMPARE_ROWS:
         va, vb = a["summary"].get(key), b["summary"].get(key)
-        text = [_fmt(v) + (f" {unit}" if unit and v is not None else "") for v in (va, vb)]
-        rows.append([label, text[0], text[1], _better(va, vb, better, names)])
+        rows.append([label, _with_unit(va, spec, unit), _with_unit(vb, spec, unit), _better(va, vb, better, names)])
     frames = []
     for name, rep in zip(names, (a, b)):
         fps = float(rep["video"]["fps"]) or 25.0
@@ -995,7 +1019,8 @@ def compare(report_a: VideoEvaluation | Mapping[str, Any], report_b: VideoEvalua
             idx = np.arange(len(values))
             frames.append(pd.DataFrame({"video": name, "metric": metric, "frame": idx, "time_s": idx / fps,
                                         "value": values, "series": f"{name} · {metric}"}))
-    curves = pd.concat(frames, ignore_index=True)
+    # Frames without a value (no sound in the window, no face) are left out: NaN is not JSON.
+    curves = pd.concat(frames, ignore_index=True).dropna(subset=["value"]).reset_index(drop=True)
     return rows, curves
 
 

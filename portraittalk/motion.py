@@ -14,17 +14,22 @@ video frames (frame *i* is on screen from ``i / fps`` to ``(i + 1) / fps``):
    phone, 30/40 ms ramps) and F/V a lower-lip-tuck envelope; when pooling to video frames
    these two channels take the *maximum* over the frame, so a 30 ms closure is never lost
    between frames. Other channels take the mean.
-4. The jaw follows loudness: viseme jaw × (0.35 + 0.65 × syllable loudness), blended with
+4. The jaw follows loudness: viseme jaw × (0.45 + 0.55 × syllable loudness), blended with
    an acoustic jaw (energy × voicing envelope): 20 % in phone modes, 55 % when
    ``method == "acoustic"`` (non-English, singing), whose pseudo-phones put closures and
    near-closures at the energy dips between syllables.
 5. Pauses (speech == 0 for ≥ ``PAUSE_S``) gate every mouth channel to rest within
    ``PAUSE_FADE_S``; the gate reopens ``PAUSE_FADE_S`` before the speech resumes.
 
-Life: blinks every 2–6 s (fast close, slower open), head yaw/pitch/roll from slow drift,
-pitch (nods), loudness (small turns) and breathing sway in silence, all low-passed and
-soft-bounded to ±4°; gaze saccades (quick jump, hold 0.8–3 s). A seeded
-``numpy.random.Generator`` makes every track reproducible.
+Life: blinks every 2–6 s / blink_rate (fast close, slower open, now and then a double
+blink); head yaw/pitch/roll from slow drift, voice pitch (head_pitch rises with the
+voice), loud syllable onsets (small downward nods, small turns) and a breathing sway in
+silence, all low-passed (Gaussian, σ = 80 ms) and soft-bounded to ±4°, then scaled by
+head_motion and clipped to ±5°; gaze saccades (a jump within ~40 ms, hold 0.8–3 s, half
+of them back to the camera). Gaze and a small prosodic brow raise scale with head_motion
+too, so head_motion = 0 gives a still head and a steady gaze (blinks stay). A seeded
+``numpy.random.Generator`` makes every track reproducible; the mouth depends on the
+audio only.
 """
 
 from __future__ import annotations
@@ -43,9 +48,14 @@ ANTICIPATION_S = 0.06
 ANTICIPATORY_DECAY_S = 0.07  # how far a phone's shape reaches into the phones before it
 CARRYOVER_DECAY_S = 0.045  # … and after it
 CLOSURE_RAMP_IN_S, CLOSURE_RAMP_OUT_S = 0.03, 0.04
+# Lip contact (closure, lower-lip tuck) is all-or-nothing: it spreads to neighbours over half the
+# distance of jaw and lip shape, so lips don't drift shut long before a P/B/M.
+CONTACT_REACH = 0.5
+_CONTACT_CHANNELS = ("lip_close", "lower_lip_tuck")
 PAUSE_S = 0.3
 PAUSE_FADE_S = 0.1
-MAX_HEAD_DEG = 4.0
+MAX_HEAD_DEG = 4.0  # soft bound of the generated pose at head_motion = 1
+MAX_POSE_DEG = 5.0  # hard bound after scaling (MotionTrack: "small (±5)")
 EXPRESSION_RAMP_S = 0.5
 EXPRESSION_KEYS = ("smile", "brow_raise")
 
@@ -89,13 +99,12 @@ def build_motion_track(
 
     track.blink = blinks(n_frames, fps, blink_rate, rng)
     yaw, pitch, roll, brow = head_and_brows(feats, fps, rng)
-    track.head_yaw = (yaw * head_motion).astype(np.float32)
-    track.head_pitch = (pitch * head_motion).astype(np.float32)
-    track.head_roll = (roll * head_motion).astype(np.float32)
+    track.head_yaw = np.clip(yaw * head_motion, -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32)
+    track.head_pitch = np.clip(pitch * head_motion, -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32)
+    track.head_roll = np.clip(roll * head_motion, -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32)
     gx, gy = gaze(n_frames, fps, rng)
-    # eyes counter-rotate a little as the head turns, so the portrait keeps looking at the camera
-    track.gaze_x = np.clip((gx - 0.015 * yaw) * min(head_motion, 1.0), -1, 1).astype(np.float32)
-    track.gaze_y = np.clip(gy * min(head_motion, 1.0), -1, 1).astype(np.float32)
+    track.gaze_x = (gx * min(head_motion, 1.0)).astype(np.float32)
+    track.gaze_y = (gy * min(head_motion, 1.0)).astype(np.float32)
 
     ramp = np.clip((np.arange(n_frames) / fps) / EXPRESSION_RAMP_S, 0.0, 1.0)
     # a pucker (OO, W) pulls the corners in: the smile yields to rounding, lip contact is untouched
@@ -202,9 +211,10 @@ def _blend_targets(segments: list[tuple[str, float, float]], t: np.ndarray) -> d
         dist_before = np.clip(a - tt, 0, None) / ANTICIPATORY_DECAY_S
         dist_after = np.clip(tt - b, 0, None) / CARRYOVER_DECAY_S
         shape = np.exp(-(dist_before + dist_after))
+        contact_shape = shape ** (1.0 / CONTACT_REACH)
         target = viseme_target(phone)
         for ch in MOUTH_CHANNELS:
-            w = _phone_dominance(phone, ch, b - a) * shape
+            w = _phone_dominance(phone, ch, b - a) * (contact_shape if ch in _CONTACT_CHANNELS else shape)
             num[ch][lo:hi] += w * target[ch]
             den[ch][lo:hi] += w
     return {ch: num[ch] / den[ch] for ch in MOUTH_CHANNELS}
@@ -222,7 +232,8 @@ def _contact_envelope(segments: list[tuple[str, float, float]], phones: tuple[st
     return env
 
 
-def mouth_shapes(speech: SpeechAnalysis, feats: dict[str, np.ndarray], n_frames: int, fps: float) -> dict[str, np.ndarray]:
+def mouth_shapes(speech: SpeechAnalysis, feats: dict[str, np.ndarray], n_frames: int,
+                 fps: float) -> dict[str, np.ndarray]:
     """Mouth channels per video frame, before the pause gate and audio_strength."""
     duration = n_frames / fps
     t = np.arange(0.0, duration, GRID_S)
@@ -231,12 +242,13 @@ def mouth_shapes(speech: SpeechAnalysis, feats: dict[str, np.ndarray], n_frames:
 
     # loudness on the fine grid: a syllable's loudness (its loudest nearby frame) scales its opening
     t_frames = (np.arange(n_frames) + 0.5) / fps
-    energy = np.interp(t, t_frames, feats["energy"] * feats["speech"])
-    voicing = np.interp(t, t_frames, feats["voicing"])
+    # the shapes lead the sound by ANTICIPATION_S, so they scale with the loudness that follows
+    energy = np.interp(t + ANTICIPATION_S, t_frames, feats["energy"] * feats["speech"])
+    voicing = np.interp(t + ANTICIPATION_S, t_frames, feats["voicing"])
     syllable_loudness = maximum_filter1d(energy, size=max(1, int(round(0.12 / GRID_S))))
     acoustic_jaw = gaussian_filter1d(energy * (0.35 + 0.65 * voicing), 2.0)
     acoustic_share = 0.55 if speech.method == "acoustic" else 0.2
-    jaw = fine["jaw_open"] * (0.35 + 0.65 * syllable_loudness)
+    jaw = fine["jaw_open"] * (0.45 + 0.55 * syllable_loudness)
     jaw = (1 - acoustic_share) * jaw + acoustic_share * np.clip(1.1 * acoustic_jaw, 0, 1)
 
     closure = _contact_envelope(segments, ("P", "B", "M"), t)

@@ -229,7 +229,8 @@ SUBJECT = {
     "saying", "says", "style", "styled", "effect", "filter", "mood", "vibe", "feel", "feeling", "keep",
     "keeps", "stay", "stays", "head", "eyes", "eye", "camera", "viewer", "while", "movement", "movements",
     "motion", "moves", "moving", "gesture", "gestures", "color", "colors", "colour", "colours", "tone",
-    "tones", "lighting", "film", "movie", "version", "render", "rendering", "please",
+    "tones", "lighting", "film", "movie", "version", "render", "rendering", "delivery", "manner", "demeanor",
+    "demeanour", "presence", "attitude", "now", "then", "occasionally", "sometimes",
 }
 FILLER = STOP | SUBJECT
 # Quantity words: "doesn't blink much" means fewer blinks, not none.
@@ -377,20 +378,25 @@ class TextEncoder:
         if not texts:
             return np.zeros((0, 384), np.float32)
         enc = self.tokenizer.encode_batch(list(texts))
-        n = max(len(e.ids) for e in enc)
-        ids = np.zeros((len(enc), n), np.int64)
-        mask = np.zeros((len(enc), n), np.int64)
-        for i, e in enumerate(enc):
-            ids[i, :len(e.ids)] = e.ids
-            mask[i, :len(e.ids)] = 1
-        with self._lock, torch.inference_mode():
-            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
-            hidden = self.model(input_ids=ids_t, attention_mask=mask_t,
-                                token_type_ids=torch.zeros_like(ids_t)).last_hidden_state
-            m = mask_t.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, dim=1)
-        return pooled.numpy().astype(np.float32)
+        out = np.zeros((len(enc), 384), np.float32)
+        # Batches of similar length waste little on padding.
+        order = sorted(range(len(enc)), key=lambda i: len(enc[i].ids))
+        for start in range(0, len(order), 128):
+            batch = order[start:start + 128]
+            n = max(len(enc[i].ids) for i in batch)
+            ids = np.zeros((len(batch), n), np.int64)
+            mask = np.zeros((len(batch), n), np.int64)
+            for row, i in enumerate(batch):
+                ids[row, :len(enc[i].ids)] = enc[i].ids
+                mask[row, :len(enc[i].ids)] = 1
+            with self._lock, torch.inference_mode():
+                ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+                hidden = self.model(input_ids=ids_t, attention_mask=mask_t,
+                                    token_type_ids=torch.zeros_like(ids_t)).last_hidden_state
+                m = mask_t.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                out[batch] = torch.nn.functional.normalize(pooled, dim=1).numpy()
+        return out
 
     def nearest(self, texts: list[str]) -> list[tuple[str, float, str]]:
         """For each text: (label, cosine similarity, closest bank phrase)."""
@@ -540,7 +546,7 @@ def _segment(clause: _Clause, scored: dict[str, tuple[str, float, str]]) -> None
     for (i, j) in clause.spans:
         text = _span_text(clause, (i, j))
         label, score, closest = scored[text]
-        content_words = sum(1 for w in words[i:j] if w not in FILLER)  # words that need explaining
+        content_words = max(1, sum(1 for w in words[i:j] if w not in FILLER))  # words that need explaining
         threshold = ACCEPT_SINGLE_WORD if j - i == 1 else ACCEPT_PHRASE
         if score < threshold:
             continue
@@ -558,7 +564,15 @@ def _segment(clause: _Clause, scored: dict[str, tuple[str, float, str]]) -> None
             if option[0] > cand[0] + 1e-9 or (abs(option[0] - cand[0]) <= 1e-9 and option[1] < cand[1]):
                 cand = option
         best.append(cand)
-    clause.chosen = best[n][2]
+    # Neighbouring phrases with the same meaning are one mention ("red dress", "sepia vintage").
+    merged: list[tuple[int, int, SpanMatch]] = []
+    for i, j, m in best[n][2]:
+        if merged and merged[-1][2].label == m.label and all(w in FILLER for w in words[merged[-1][1]:i]):
+            pi, _, pm = merged[-1]
+            merged[-1] = (pi, j, SpanMatch(" ".join(words[pi:j]), m.label, min(pm.score, m.score), pm.closest))
+        else:
+            merged.append((i, j, m))
+    clause.chosen = merged
 
 
 def _apply_modifiers(clause: _Clause) -> None:

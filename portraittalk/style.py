@@ -38,9 +38,13 @@ from .errors import InputError
 
 PER_PIXEL_STYLES = ("black-and-white", "sepia", "warm", "cool", "high-contrast")
 NEIGHBOURHOOD_STYLES = ("painting", "pencil-sketch", "cartoon")
-# Neighbourhood filters run at this long side at most (and are upsampled back): strokes
-# then have the same size relative to the picture at any resolution, and the cost is bounded.
+# Neighbourhood filters run at this long side (and are upsampled back), so strokes have the
+# same size relative to the picture at any resolution and the cost is bounded; a small face
+# raises the working size (up to the frame's own) and shrinks the strokes, so eyes and mouth
+# stay readable.
 FILTER_SIDE = 640
+MAX_FILTER_SIDE = 1280
+FACE_DETAIL_PX = 230  # face size (px, at the working scale) from which strokes have full size
 TEXTURE_SEED = 20240601  # grain and hatching patterns are part of the look, the same in every video
 PAPER_RGB = np.array([255.0, 251.0, 242.0], np.float32)  # pencil paper, slightly warm white
 # mediapipe inner-lip contour (upper corner→corner, then lower), as in face.py.
@@ -151,11 +155,11 @@ def _saturate(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
-def _painting(img: np.ndarray) -> np.ndarray:
+def _painting(img: np.ndarray, detail: float) -> np.ndarray:
     # Edge-preserving smoothing flattens skin and cloth; the Kuwahara pass turns the rest
     # into broad strokes with crisp borders; richer colour, like pigment.
-    smooth = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=20, sigma_r=0.15)
-    return _saturate(_soft_kuwahara(smooth, 2))
+    smooth = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=20 * detail, sigma_r=0.15)
+    return _saturate(_soft_kuwahara(smooth, max(1, round(2 * detail))))
 
 
 def _pencil_tone(gray: np.ndarray, hatch: np.ndarray) -> np.ndarray:
@@ -164,14 +168,14 @@ def _pencil_tone(gray: np.ndarray, hatch: np.ndarray) -> np.ndarray:
     return 1.0 - 0.35 * dark * np.clip(0.6 + 0.4 * hatch, 0.0, 1.5)
 
 
-def _pencil(img: np.ndarray) -> np.ndarray:
+def _pencil(img: np.ndarray, detail: float) -> np.ndarray:
     # Colour-dodge drawing (grey ÷ blurred negative) draws outlines and leaves flat areas
     # white; the +40 keeps dark flat areas from dividing ~0 by ~0 (there, a one-level change
     # would swing the result by tens of levels). A light edge-preserving pass first keeps
     # JPEG noise and skin texture from turning into scribbles.
-    img = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=10, sigma_r=0.1)
+    img = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=10 * detail, sigma_r=0.1)
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    blur = cv2.GaussianBlur(255.0 - gray, (0, 0), 10.0)
+    blur = cv2.GaussianBlur(255.0 - gray, (0, 0), max(3.0, 10.0 * detail))
     dodge = np.clip((gray + 40.0) / (255.0 - blur + 40.0), 0.0, 1.0)
     tone = dodge ** 2.2 * _pencil_tone(gray, _hatching(*gray.shape))
     return np.clip(tone[..., None] * PAPER_RGB, 0, 255).astype(np.uint8)
@@ -194,15 +198,16 @@ def _cartoon_colours(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.clip(np.round(lab), 0, 255).astype(np.uint8), cv2.COLOR_Lab2RGB)
 
 
-def _cartoon(img: np.ndarray) -> np.ndarray:
-    smooth = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=50, sigma_r=0.4)
-    smooth = cv2.bilateralFilter(smooth, 7, 40, 7)
+def _cartoon(img: np.ndarray, detail: float) -> np.ndarray:
+    smooth = cv2.edgePreservingFilter(img, flags=cv2.RECURS_FILTER, sigma_s=50 * detail, sigma_r=0.4)
+    smooth = cv2.bilateralFilter(smooth, max(3, round(7 * detail)) | 1, 40, 7 * detail)
     flat = _cartoon_colours(smooth).astype(np.float32)
     # Ink lines: difference of Gaussians of the smoothed image with a soft (tanh)
     # threshold; only edges darker than a small margin get ink, so skin texture does not
     # turn into specks.
     gray = cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    dog = cv2.GaussianBlur(gray, (0, 0), 1.5) - 0.985 * cv2.GaussianBlur(gray, (0, 0), 2.4) + 0.005
+    sigma = 1.5 * max(0.6, detail)
+    dog = cv2.GaussianBlur(gray, (0, 0), sigma) - 0.985 * cv2.GaussianBlur(gray, (0, 0), 1.6 * sigma) + 0.005
     ink = np.where(dog >= 0.0, 1.0, 1.0 + np.tanh(40.0 * dog)).astype(np.float32)
     ink = cv2.GaussianBlur(ink, (0, 0), 0.6)
     return np.clip(flat * ink[..., None], 0, 255).astype(np.uint8)
@@ -219,6 +224,7 @@ class StyleFilter:
 
     name: str
     strength: float = 1.0
+    face_size: float | None = None  # long side of the face box in frame pixels, when known
     _lut_blended: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -227,6 +233,8 @@ class StyleFilter:
         if not (np.isfinite(self.strength) and 0.0 <= self.strength <= 1.0):
             raise InputError(f"The look strength must be between 0 and 1 (got {self.strength!r}).")
         self.strength = float(self.strength)
+        if self.face_size is not None and not (np.isfinite(self.face_size) and self.face_size > 0):
+            self.face_size = None
         if self.per_pixel:
             self._lut_blended = _blend_lut(_lut(self.name), self.strength)
 
@@ -265,7 +273,7 @@ class StyleFilter:
         # Mask: the opening grown by a little, feathered, so no natural-coloured rim remains.
         mask = np.zeros((y1 - y0, x1 - x0), np.float32)
         cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
-        grow = max(1, int(round(0.04 * mouth_w)))
+        grow = max(1, int(round(0.02 * mouth_w)))
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
         mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, 0.02 * mouth_w))
         crop = frame[y0:y1, x0:x1]
@@ -310,10 +318,14 @@ class StyleFilter:
 
     def _neighbourhood(self, frame: np.ndarray) -> np.ndarray:
         H, W = frame.shape[:2]
-        scale = min(1.0, FILTER_SIDE / max(H, W))
+        long_side = max(H, W)
+        face = self.face_size if self.face_size and self.face_size > 0 else 0.4 * long_side
+        scale = max(FILTER_SIDE / long_side, FACE_DETAIL_PX / face)
+        scale = min(1.0, scale, MAX_FILTER_SIDE / long_side)
+        detail = float(np.clip(face * scale / FACE_DETAIL_PX, 0.3, 1.0))
         small = frame if scale >= 1.0 else cv2.resize(
             frame, (max(8, round(W * scale)), max(8, round(H * scale))), interpolation=cv2.INTER_AREA)
-        styled = _NEIGHBOURHOOD[self.name](np.ascontiguousarray(small))
+        styled = _NEIGHBOURHOOD[self.name](np.ascontiguousarray(small), detail)
         if scale < 1.0:
             styled = cv2.resize(styled, (W, H), interpolation=cv2.INTER_CUBIC)
         return self._blend(frame, styled)

@@ -67,7 +67,8 @@ VISEME_TARGETS: dict[str, dict[str, float]] = {
     "TH": _shape(jaw=0.18, wide=0.1, raise_=0.1, tongue=0.8), "DH": _shape(jaw=0.18, wide=0.1, raise_=0.1, tongue=0.8),
     "L": _shape(jaw=0.28, wide=0.1, raise_=0.1, tongue=0.6),
     # alveolars, sibilants, velars: teeth (nearly) together
-    "T": _shape(jaw=0.15, wide=0.2, raise_=0.15, tongue=0.15), "D": _shape(jaw=0.15, wide=0.2, raise_=0.15, tongue=0.15),
+    "T": _shape(jaw=0.15, wide=0.2, raise_=0.15, tongue=0.15),
+    "D": _shape(jaw=0.15, wide=0.2, raise_=0.15, tongue=0.15),
     "N": _shape(jaw=0.15, wide=0.2, raise_=0.15, tongue=0.15),
     "S": _shape(jaw=0.08, wide=0.3, raise_=0.25), "Z": _shape(jaw=0.08, wide=0.3, raise_=0.25),
     "K": _shape(jaw=0.25, wide=0.05, raise_=0.05), "G": _shape(jaw=0.25, wide=0.05, raise_=0.05),
@@ -75,8 +76,7 @@ VISEME_TARGETS: dict[str, dict[str, float]] = {
     "HH": _shape(jaw=0.30),
     "Y": _shape(jaw=0.15, wide=0.5, raise_=0.2),
     # post-alveolars: rounded, protruded, slightly open
-    "SH": _shape(jaw=0.15, wide=-0.4, round_=0.7, raise_=0.3), "ZH": _shape(jaw=0.15, wide=-0.4, round_=0.7, raise_=0.3),
-    "CH": _shape(jaw=0.15, wide=-0.4, round_=0.7, raise_=0.3), "JH": _shape(jaw=0.15, wide=-0.4, round_=0.7, raise_=0.3),
+    **{p: _shape(jaw=0.15, wide=-0.4, round_=0.7, raise_=0.3) for p in ("SH", "ZH", "CH", "JH")},
     # rounded
     "W": _shape(jaw=0.10, wide=-0.9, round_=1.0), "R": _shape(jaw=0.15, wide=-0.4, round_=0.55, raise_=0.1),
     "UW": _shape(jaw=0.20, wide=-0.8, round_=0.9), "UH": _shape(jaw=0.30, wide=-0.5, round_=0.6),

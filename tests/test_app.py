@@ -178,6 +178,19 @@ def test_unreadable_files_and_missing_inputs_are_explained(client, tmp_path, app
         assert expected in str(err.value)
 
 
+def test_silent_recording_still_makes_a_video_and_says_why(client, tmp_path):
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(16000, np.int16).tobytes())  # one second of digital silence
+    video, report = client.predict(handle_file(str(example_file("grace_hopper.jpg"))),
+                                   handle_file(str(silent)), api_name="/render")
+    assert Path(video).is_file() and report["video"]["frames"] == 25
+    assert any("no speech" in w for w in report["warnings"])
+
+
 def test_audio_over_the_space_limit_names_the_limit(client, app_module, monkeypatch):
     monkeypatch.setattr(app_module, "MAX_AUDIO_SECONDS", 2.0)
     with pytest.raises(AppError) as err:

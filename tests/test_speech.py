@@ -214,10 +214,11 @@ def test_non_english_pseudo_phones_follow_the_syllables():
     assert {p.phone for p in a.phones} <= {"SIL", "N", "P", "AA", "AH", "EY", "OW"}
 
 
-def test_french_is_reported_as_measured():
-    """The rhythm rule misses French (nPVI-V ≈ 66, stress-timed-like on this clip): documented, not hidden."""
+@pytest.mark.xfail(strict=True, reason="known miss of the rhythm rule: this French clip measures nPVI-V ≈ 66, "
+                                        "English-like; see speech.judge_language")
+def test_french_is_not_english():
     a = analysed(str(sample_path("picovoice_test_fr_16k.wav")))
-    assert a.language in ("en", "unknown") and a.speech_ratio > 0.5
+    assert a.language == "unknown"
 
 
 # --- silence and bad input ----------------------------------------------------------------------

@@ -146,8 +146,9 @@ class PortraitRefiner:
         if not 0.0 < strength <= 1.0:
             raise InputError("The refine strength must be between 0 and 1: try 0.3.")
         n, height, width = frames.shape[:3]
-        factor = getattr(self.pipe, "vae_scale_factor", 8)
-        w, h = _round_size(width, height, factor, max_side)
+        # The video-to-video pipeline wants sides divisible by 8 (and by the VAE factor).
+        multiple = max(8, int(getattr(self.pipe, "vae_scale_factor", 8)))
+        w, h = _round_size(width, height, multiple, max_side)
         video = [Image.fromarray(np.ascontiguousarray(f)).resize((w, h), Image.LANCZOS) for f in frames]
         refs = [Image.fromarray(np.ascontiguousarray(np.asarray(r)[..., :3])) for r in reference_rgbs]
 

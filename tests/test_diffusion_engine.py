@@ -1,0 +1,141 @@
+"""The app-facing adapter: availability reasons, rendering, refine mode, face descriptors."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from portraittalk.errors import EngineUnavailableError
+from portraittalk.diffusion import engine
+from portraittalk.diffusion.engine import DiffusionEngine, diffusion_status, refine_status
+from portraittalk.diffusion.loading import WEIGHTS_ENV
+from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    build_tiny_pipeline(seed=2, clip_length=4, motion_frames=1).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+def test_status_explains_why_diffusion_is_unavailable(no_gpu, monkeypatch, tmp_path):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    ok, reason = diffusion_status()
+    assert not ok
+    assert reason == "no GPU on this machine; no weights configured: set PORTRAITTALK_WEIGHTS to a local folder or a Hub id"
+    ok, reason = refine_status()
+    assert not ok and reason == "no GPU on this machine"
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    assert diffusion_status() == (False, f"no GPU on this machine; the weights folder {tmp_path} has no model_index.json")
+
+
+def test_status_with_gpu_and_weights(fake_gpu, monkeypatch, weights):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert diffusion_status() == (False, "no weights configured: set PORTRAITTALK_WEIGHTS to a local folder or a Hub id")
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+    ok, reason = diffusion_status()
+    assert ok and str(weights) in reason
+    assert diffusion_status("someone/portraittalk-weights")[0]  # a Hub id is accepted without a download
+    assert refine_status()[0]
+
+
+def test_engine_needs_a_gpu_or_a_forced_device(no_gpu, weights):
+    with pytest.raises(EngineUnavailableError, match="GPU"):
+        DiffusionEngine.from_config(str(weights))
+
+
+def test_engine_without_weights_says_what_to_set(monkeypatch):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    with pytest.raises(EngineUnavailableError, match=WEIGHTS_ENV):
+        DiffusionEngine.from_config(device="cpu")
+
+
+def test_render_yields_face_crop_frames(weights):
+    eng = DiffusionEngine.from_config(str(weights), device="cpu")
+    frames, _, audio = synthetic_talking_clip(n_frames=10, size=48, fps=25.0, seed=3)
+    kw = dict(fps=25.0, n_frames=6, prompt="a calm person", steps=2, guidance=(3.0, 2.0, 2.0), seed=4)
+    out = list(eng.render([frames[0]], audio, **kw))
+    assert len(out) == 6
+    assert all(f.shape == (32, 32, 3) and f.dtype == np.uint8 for f in out)
+    again = list(eng.render([frames[0]], audio, **kw))
+    assert all(np.array_equal(a, b) for a, b in zip(out, again))
+    louder = list(eng.render([frames[0]], audio, **{**kw, "guidance": 5.0}))
+    assert any(not np.array_equal(a, b) for a, b in zip(out, louder))
+
+
+def test_refine_only_engine(weights):
+    from transformers import CLIPImageProcessorPil
+
+    from portraittalk.diffusion import tiny
+    from portraittalk.diffusion.refine import PortraitRefiner
+
+    tokenizer = tiny.tiny_tokenizer()
+    unet = tiny.tiny_unet()
+    refiner = PortraitRefiner.from_components(
+        vae=tiny.tiny_vae(), text_encoder=tiny.tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
+        motion_adapter=tiny.tiny_motion_adapter(), scheduler=tiny.tiny_scheduler(), image_encoder=tiny.tiny_image_encoder(),
+        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        ip_adapter_state_dict=tiny.tiny_ip_adapter_state_dict(unet),
+    )
+    eng = DiffusionEngine.for_refine(device="cpu", refiner=refiner)
+    frames, _, _ = synthetic_talking_clip(n_frames=5, size=32, fps=25.0, seed=3)
+    out = eng.refine(frames, [frames[0]], prompt="a face", strength=0.4, steps=4)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    with pytest.raises(EngineUnavailableError, match=WEIGHTS_ENV):
+        next(iter(eng.render([frames[0]], np.zeros(16000, np.float32), 25.0, 5)))
+
+
+def test_gpu_functions_are_plain_functions_off_spaces():
+    # spaces.GPU only wraps on ZeroGPU; elsewhere the functions run in-process.
+    assert engine._render_on_gpu.__name__ == "_render_on_gpu"
+    assert engine._refine_on_gpu.__name__ == "_refine_on_gpu"
+
+
+def test_face_descriptors_separate_people():
+    paths = {name: SAMPLES / "images" / name for name in
+             ("obama_official_portrait.jpg", "astronaut_eileen_collins.png", "grace_hopper_glasses.jpg")}
+    if not all(p.is_file() for p in paths.values()):
+        pytest.skip("shared sample portraits not available")
+    from PIL import Image
+
+    from portraittalk.diffusion.identity import DlibFaceEmbedder
+
+    embed = DlibFaceEmbedder()
+    def load(path):  # portraits at about face-crop size, as the engine gets them
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((400, 400))
+        return np.asarray(image)
+
+    rgb = {k: load(p) for k, p in paths.items()}
+    obama = embed(rgb["obama_official_portrait.jpg"])
+    mirrored = embed(np.ascontiguousarray(rgb["obama_official_portrait.jpg"][:, ::-1]))
+    assert obama.shape == (128,)
+    assert np.linalg.norm(obama - mirrored) < 0.6  # dlib's same-person threshold
+    for other in ("astronaut_eileen_collins.png", "grace_hopper_glasses.jpg"):
+        assert np.linalg.norm(obama - embed(rgb[other])) > 0.6
