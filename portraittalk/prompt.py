@@ -44,7 +44,7 @@ import numpy as np
 # The label bank: several phrasings per control. Phrases hold no negation or intensity
 # words (those are taken out of the prompt before matching).
 
-EXPRESSION_LABELS = ("neutral", "happy", "sad", "surprised", "angry", "thoughtful", "squint", "eyes_wide")
+EXPRESSION_LABELS = ("neutral", "happy", "sad", "surprised", "angry", "thoughtful", "worried", "squint", "eyes_wide")
 MOTION_LABELS = ("still", "calm", "lively", "nod", "shake", "look_around", "eye_contact")
 BLINK_LABELS = ("blink_often", "blink_rarely", "blink_never")
 STYLE_LABELS = ("black-and-white", "sepia", "warm", "cool", "high-contrast", "painting", "pencil-sketch", "cartoon")
@@ -59,7 +59,8 @@ BANK: dict[str, tuple[str, ...]] = {
     "happy": ("smiling", "smile", "smiles", "a smile", "a big smile", "happy", "happily", "joyful", "cheerful",
               "grinning", "grin", "a warm smile", "smiling warmly", "delighted", "glad", "laughing", "pleased",
               "smiley", "friendly smile", "beaming", "joy", "happiness", "in a good mood", "content", "jolly",
-              "elated", "chuckling", "merry", "cheery", "amused", "overjoyed", "giggling", "ecstatic"),
+              "elated", "chuckling", "merry", "cheery", "amused", "overjoyed", "giggling", "ecstatic",
+              "smirking", "smirk", "half smile", "relieved"),
     "sad": ("sad", "sadly", "unhappy", "sorrowful", "gloomy", "melancholy", "melancholic", "depressed",
             "upset", "heartbroken", "downcast", "miserable", "crying", "tearful", "grieving", "sadness",
             "disappointed", "mournful", "glum", "despondent", "dejected", "weeping", "teary", "sorrow", "grief",
@@ -69,10 +70,13 @@ BANK: dict[str, tuple[str, ...]] = {
                   "flabbergasted", "wow", "amazement", "gasping", "open mouthed"),
     "angry": ("angry", "angrily", "furious", "mad", "annoyed", "irritated", "frowning", "frown", "scowling",
               "scowl", "enraged", "grumpy", "cross", "stern", "hostile", "anger", "rage", "outraged",
-              "furrowed brow", "irate", "livid", "seething", "fuming", "indignant", "aggressive", "resentful"),
+              "furrowed brow", "irate", "livid", "seething", "fuming", "indignant", "aggressive", "resentful", "disgusted",
+              "contemptuous"),
     "thoughtful": ("thoughtful", "pensive", "contemplative", "thinking", "pondering", "reflective",
                    "deep in thought", "lost in thought", "musing", "wondering", "considering", "meditative",
                    "introspective", "puzzled", "curious", "skeptical", "contemplating"),
+    "worried": ("worried", "anxious", "nervous", "scared", "afraid", "fearful", "frightened", "concerned",
+                "uneasy", "tense", "apprehensive", "terrified", "worry", "fear", "panicked"),
     "squint": ("squinting", "squint", "narrowed eyes", "narrowing eyes", "eyes narrowed", "half closed eyes",
                "sleepy eyes", "sleepy", "drowsy", "tired eyes", "tired"),
     "eyes_wide": ("wide eyes", "wide open eyes", "eyes wide open", "big eyes", "wide-eyed", "eyes open wide"),
@@ -176,6 +180,7 @@ EXPRESSION_PATTERNS: dict[str, dict[str, float]] = {
     "surprised": {"brow_raise": 1.0, "eye_wide": 0.8},
     "angry": {"brow_raise": -1.0, "smile": -0.5, "eye_squint": 0.5},
     "thoughtful": {"brow_raise": -0.4, "smile": -0.15, "eye_squint": 0.25},
+    "worried": {"brow_raise": 0.6, "smile": -0.4, "eye_wide": 0.2},
     "squint": {"eye_squint": 0.8},
     "eyes_wide": {"eye_wide": 1.0, "brow_raise": 0.3},
 }

@@ -36,7 +36,7 @@ SYNONYMS = [
     ("a gloomy look", "sad"), ("on the brink of tears", "sad"), ("unhappy face", "sad"),
     ("looking astonished", "surprised"), ("utterly shocked", "surprised"),
     ("scowling at the camera", "angry"), ("visibly angry", "angry"), ("glaring angrily", "angry"),
-    ("in deep thought", "thoughtful"), ("pondering something", "thoughtful"),
+    ("in deep thought", "thoughtful"), ("pondering something", "thoughtful"), ("visibly nervous", "worried"),
     ("keep a straight face", "neutral"),
     ("hold the head still", "still"), ("no head motion", "still"),
     ("calm demeanor", "calm"), ("serene presence", "calm"),
@@ -97,6 +97,8 @@ def test_expressions_drive_the_right_channels(parse):
     assert happy["smile"] > 0.3 and sad["smile"] < -0.3
     assert surprised["brow_raise"] > 0.5 and surprised.get("eye_wide", 0) > 0.3
     assert angry["brow_raise"] < -0.5 and angry["smile"] < 0
+    worried = parse("looking worried").expression
+    assert worried["brow_raise"] > 0.2 and worried["smile"] < 0
     thoughtful = parse("thoughtful")
     assert thoughtful.expression["brow_raise"] < 0
     assert thoughtful.head_motion_scale < 1 and thoughtful.look_around > 0
