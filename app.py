@@ -515,6 +515,17 @@ def explain_unreadable_images(image: gr.Image) -> gr.Image:
     return image
 
 
+def restore_cached_plots(plot: gr.LinePlot) -> gr.LinePlot:
+    """Make cached example outputs draw the identity plot.
+
+    Gradio stores a cached plot as the JSON of its plot data but hands the text back
+    unparsed, and the example event skips postprocessing, so the browser would get a
+    string instead of the table. Parsing it restores exactly what postprocess produced.
+    """
+    plot.read_from_flag = lambda payload: json.loads(payload) if isinstance(payload, str) and payload else payload
+    return plot
+
+
 def example_rows() -> tuple[list[list[Any]], list[str]]:
     """Each bundled portrait paired with a bundled speech clip (and its transcript)."""
     portraits = sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
@@ -632,8 +643,10 @@ def build_demo() -> gr.Blocks:
                 plot = gr.LinePlot(x="frame", y="similarity", color="series",
                                    color_map={PLOT_VIDEO: "#4f46e5", PLOT_LINE: "#dc2626"},
                                    x_title="Video frame", y_title="Identity match", color_title="Line",
-                                   y_lim=[0, 1], label="Identity, frame by frame (1 = identical; above the red line = same person)",
+                                   y_lim=[0, 1], label="Identity, frame by frame",
+                                   caption="1 = identical to your portrait; above the red line = the same person",
                                    elem_id="pt-plot")
+                restore_cached_plots(plot)
                 summary = gr.Markdown(elem_id="pt-summary")
                 notes = gr.Markdown(elem_id="pt-notes")
                 downloads = gr.File(label="Downloads: identity scores (CSV, JSON) and motion track (JSON)",

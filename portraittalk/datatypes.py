@@ -95,7 +95,7 @@ class MotionTrack:
       smile           -1 … 1  mouth-corner lift (+) / drop (−), expression
       brow_raise      -1 … 1  +1 = raised brows (surprise), −1 = frown
       blink           0 … 1   1 = eyelids closed
-      head_yaw/pitch/roll     degrees, small (±5); yaw + = subject turns to image right
+      head_yaw/pitch/roll     degrees, small (±5); pitch + = chin up; roll about the view axis
       gaze_x, gaze_y  -1 … 1  iris shift as a fraction of the eye's half width / half height
     """
 

@@ -265,7 +265,7 @@ class FaceRig:
 def head_rotation(yaw: float, pitch: float, roll: float, ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
     """3×3 rotation in image coordinates for angles given in the face's own frame."""
     cy, sy = math.cos(yaw), math.sin(yaw)
-    cp, sp = math.cos(pitch), math.sin(pitch)
+    cp, sp = math.cos(-pitch), math.sin(-pitch)  # positive pitch = chin up
     cr, sr = math.cos(roll), math.sin(roll)
     r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])

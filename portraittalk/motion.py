@@ -99,6 +99,11 @@ def build_motion_track(
 
     track.blink = blinks(n_frames, fps, blink_rate, rng)
     yaw, pitch, roll, brow = head_and_brows(feats, fps, rng)
+    # The portrait's own pose is the neutral one: motion is centred on it over the clip and
+    # eases in from it, so the first frame is the photo and the head never settles off-axis.
+    ease = np.clip((np.arange(n_frames) / fps) / 0.5, 0.0, 1.0)
+    ease = ease * ease * (3 - 2 * ease)
+    yaw, pitch, roll = ((x - x.mean()) * ease for x in (yaw, pitch, roll))
     track.head_yaw = np.clip(yaw * head_motion, -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32)
     track.head_pitch = np.clip(pitch * head_motion, -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32)
     track.head_roll = np.clip(roll * head_motion, -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32)

@@ -264,7 +264,7 @@ ACCEPT_SINGLE_WORD = 0.62
 ACCEPT_PHRASE = 0.55
 SCORE_FLOOR = 0.3  # a span's value in the segmentation is content words × (similarity − floor) …
 SPLIT_COST = 0.25  # … minus this per phrase
-ENGLISH_SHARE = 0.6  # a clause with fewer known English words than this share is "not understood"
+ENGLISH_SHARE = 0.5  # a clause with fewer known English words than this share is "not understood"
 
 
 # --------------------------------------------------------------------------------------
@@ -452,13 +452,28 @@ def _english_words() -> frozenset[str]:
         return frozenset()  # the bank's own words still gate most foreign text
 
 
+_SUFFIXES = ("fully", "ly", "ish", "ness", "ed", "ing", "es", "s", "y")
+
+
+def _is_known(word: str, vocab: frozenset[str]) -> bool:
+    w = word.replace("'", "")
+    if w in vocab or word in vocab:
+        return True
+    # Derived forms of a known word: "joyfully", "blueish", "smiley".
+    for suffix in _SUFFIXES:
+        stem = w[: -len(suffix)]
+        if w.endswith(suffix) and len(stem) >= 3 and (stem in vocab or stem + "e" in vocab):
+            return True
+    return False
+
+
 def _is_english(words: list[str]) -> bool:
     bank = _bank_words()
-    unknown = [w for w in words if w.replace("'", "") not in bank and w not in bank]
+    unknown = [w for w in words if not _is_known(w, bank)]
     if not unknown:
         return True
     english = _english_words()
-    known = len(words) - sum(1 for w in unknown if w not in english and w.replace("'", "") not in english)
+    known = len(words) - sum(1 for w in unknown if not _is_known(w, english))
     return known >= ENGLISH_SHARE * len(words)
 
 

@@ -143,6 +143,7 @@ def test_visitor_uploads_generates_and_gets_a_playing_video(browser, app_url, sc
     phone.locator("#pt-examples button.gallery-item").first.click()
     phone.wait_for_selector("#pt-video video[src]", timeout=60_000)
     phone.locator("#pt-summary", has_text=f"of {n_frames} frames").wait_for(timeout=30_000)
+    phone.wait_for_selector("#pt-plot svg, #pt-plot canvas", timeout=30_000)  # drawn from the cache too
     assert phone.locator("#pt-transcript textarea").input_value() == transcript
     phone.wait_for_timeout(1500)
     phone.screenshot(path=str(screenshot_dir / "phone_result_view.png"))

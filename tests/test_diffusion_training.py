@@ -115,7 +115,7 @@ def test_cli_accepts_every_setting():
 
 def test_face_crop_geometry():
     pts = np.array([[100, 100], [200, 100], [150, 220]], np.float32)
-    box = face_crop_box(pts, (640, 480), scale=1.5)
+    box = face_crop_box(pts, scale=1.5)
     assert box[2] - box[0] == pytest.approx(180) and box[3] - box[1] == pytest.approx(180)
     crop_pts = to_crop_coords(pts, box, 90)
     assert crop_pts.min() >= 0 and crop_pts.max() <= 90

@@ -45,7 +45,7 @@ CACHE_VERSION = 1
 # ---------------------------------------------------------------------------- face crop geometry
 
 
-def face_crop_box(points_xy: np.ndarray, image_size: tuple[int, int], scale: float = 1.6) -> tuple[float, float, float, float]:
+def face_crop_box(points_xy: np.ndarray, scale: float = 1.6) -> tuple[float, float, float, float]:
     """Square box ``(x0, y0, x1, y1)`` around landmarks, ``scale`` × their extent (may leave the image)."""
     pts = np.asarray(points_xy, dtype=np.float64)[:, :2]
     lo, hi = pts.min(axis=0), pts.max(axis=0)
@@ -225,7 +225,7 @@ def preprocess_video(
         return None
     landmarks = _fill_missing(tracks)
 
-    boxes = np.array([face_crop_box(p, (0, 0), crop_scale) for p in landmarks])
+    boxes = np.array([face_crop_box(p, crop_scale) for p in landmarks])
     centre = np.median((boxes[:, :2] + boxes[:, 2:]) / 2, axis=0)
     side = float((boxes[:, 2] - boxes[:, 0]).max())
     box = (centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2)

@@ -95,30 +95,29 @@ def _render_duration(key, reference_rgbs, face_embeddings, audio_16k, fps, n_fra
 
 @spaces.GPU(duration=_render_duration)
 def _render_on_gpu(key, reference_rgbs, face_embeddings, audio_16k, fps, n_frames, structure_maps, settings):
-    import torch
-
+    # ``generate`` switches gradients off around each of its own steps only; a ``with`` block here
+    # would stay active in the caller between yielded frames.
     pipe = _PIPELINES[key]
     g = settings["guidance"]
-    with torch.inference_mode():
-        for chunk in pipe.generate(
-            reference_rgbs,
-            audio_16k,
-            fps=fps,
-            num_frames=n_frames,
-            prompt=settings["prompt"],
-            negative_prompt=settings["negative_prompt"],
-            face_embeddings=face_embeddings,
-            structure_maps=structure_maps,
-            num_inference_steps=settings["steps"],
-            identity_guidance_scale=g["identity"],
-            audio_guidance_scale=g["audio"],
-            text_guidance_scale=g["text"],
-            identity_scale=settings["identity_scale"],
-            audio_scale=settings["audio_scale"],
-            text_scale=settings["text_scale"],
-            seed=settings["seed"],
-        ):
-            yield from chunk
+    for chunk in pipe.generate(
+        reference_rgbs,
+        audio_16k,
+        fps=fps,
+        num_frames=n_frames,
+        prompt=settings["prompt"],
+        negative_prompt=settings["negative_prompt"],
+        face_embeddings=face_embeddings,
+        structure_maps=structure_maps,
+        num_inference_steps=settings["steps"],
+        identity_guidance_scale=g["identity"],
+        audio_guidance_scale=g["audio"],
+        text_guidance_scale=g["text"],
+        identity_scale=settings["identity_scale"],
+        audio_scale=settings["audio_scale"],
+        text_scale=settings["text_scale"],
+        seed=settings["seed"],
+    ):
+        yield from chunk
 
 
 def _refine_duration(key, frames, reference_rgbs, settings) -> int:

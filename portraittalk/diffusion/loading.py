@@ -44,18 +44,21 @@ def resolve_weights(weights: str | None = None, local_files_only: bool | None = 
     spec = configured_weights(weights)
     if spec is None:
         raise WeightsNotFoundError(
-            f"No diffusion weights are configured: set {WEIGHTS_ENV} (or --weights) to a local folder or a Hugging Face Hub id."
+            f"No diffusion weights are configured: set {WEIGHTS_ENV} (or --weights) "
+            "to a local folder or a Hugging Face Hub id."
         )
     path = Path(spec).expanduser()
     if path.exists():
         if (path / "model_index.json").is_file():
             return path
         raise WeightsNotFoundError(
-            f"The folder {spec} has no model_index.json: point {WEIGHTS_ENV} at a folder written by the PortraitTalk trainer or save_pretrained."
+            f"The folder {spec} has no model_index.json: point {WEIGHTS_ENV} at a folder written "
+            "by the PortraitTalk trainer or save_pretrained."
         )
     if not looks_like_hub_id(spec):
         raise WeightsNotFoundError(
-            f"The diffusion weights folder {spec} does not exist: set {WEIGHTS_ENV} to an existing folder or a Hugging Face Hub id."
+            f"The diffusion weights folder {spec} does not exist: set {WEIGHTS_ENV} "
+            "to an existing folder or a Hugging Face Hub id."
         )
     from huggingface_hub import snapshot_download
 
@@ -63,7 +66,8 @@ def resolve_weights(weights: str | None = None, local_files_only: bool | None = 
         folder = Path(snapshot_download(spec, allow_patterns=_HUB_PATTERNS, local_files_only=bool(local_files_only)))
     except Exception as err:  # network, offline mode, unknown or private repository
         raise WeightsNotFoundError(
-            f"Could not get the diffusion weights {spec} from the Hugging Face Hub ({type(err).__name__}): check the id and network access, or set {WEIGHTS_ENV} to a local folder."
+            f"Could not get the diffusion weights {spec} from the Hugging Face Hub ({type(err).__name__}): "
+            f"check the id and network access, or set {WEIGHTS_ENV} to a local folder."
         ) from err
     if not (folder / "model_index.json").is_file():
         raise WeightsNotFoundError(
@@ -105,7 +109,9 @@ def load_component(folder: Path, name: str, class_name: str, torch_dtype=None):
 
     sub = folder / name
     if not sub.is_dir():
-        raise WeightsNotFoundError(f"The diffusion weights in {folder} lack the {name} component: the checkpoint is incomplete.")
+        raise WeightsNotFoundError(
+            f"The diffusion weights in {folder} lack the {name} component: the checkpoint is incomplete."
+        )
     own = {c.__name__: c for c in (ConditionAttentionAdapter, AudioProjection, IdentityEncoder, StructureEncoder)}
     diffusers_models = {
         "vae": ("AutoencoderKL",),
@@ -128,7 +134,9 @@ def load_component(folder: Path, name: str, class_name: str, torch_dtype=None):
         return cls.from_pretrained(sub, use_safetensors=True, torch_dtype=torch_dtype)
     if name in transformers_models:
         if class_name not in transformers_models[name]:
-            raise WeightsNotFoundError(f"The weights use a component class {class_name} that PortraitTalk does not load.")
+            raise WeightsNotFoundError(
+                f"The weights use a component class {class_name} that PortraitTalk does not load."
+            )
         return getattr(transformers, class_name).from_pretrained(sub, use_safetensors=True, dtype=torch_dtype)
     if class_name in own:
         return own[class_name].from_pretrained(sub, use_safetensors=True, torch_dtype=torch_dtype)

@@ -39,7 +39,7 @@ from .attention import install_reference_processors
 from .audio import SAMPLE_RATE, SpeechFeatureEncoder, window_features
 from .guidance import guidance_branches
 from .identity import IdentityNet
-from .loading import load_component, read_model_index, resolve_weights
+from .loading import WeightsNotFoundError, load_component, read_model_index, resolve_weights
 
 COMPONENTS = (
     "vae", "text_encoder", "tokenizer", "image_encoder", "audio_encoder", "audio_feature_extractor",
@@ -156,8 +156,6 @@ class PortraitTalkPipeline(DiffusionPipeline):
         for name in COMPONENTS:
             entry = index.get(name)
             if not isinstance(entry, list) or len(entry) != 2 or entry[1] is None:
-                from .loading import WeightsNotFoundError
-
                 raise WeightsNotFoundError(
                     f"The diffusion weights in {folder} lack the {name} component: the checkpoint is incomplete."
                 )
@@ -201,7 +199,8 @@ class PortraitTalkPipeline(DiffusionPipeline):
     def _reference_tensor(self, references, size: int) -> torch.Tensor:
         if references is None or (isinstance(references, (list, tuple)) and len(references) == 0):
             raise InputError("No reference portrait was given: give at least one photo of the face.")
-        if isinstance(references, (np.ndarray, Image.Image)) and not (isinstance(references, np.ndarray) and references.ndim == 4):
+        single_array = isinstance(references, np.ndarray) and references.ndim != 4
+        if single_array or isinstance(references, Image.Image):
             references = [references]
         rgb = np.stack([_to_rgb_square(r, size) for r in references])
         return torch.from_numpy(rgb).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
