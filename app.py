@@ -568,9 +568,18 @@ STEPS = ("<span class='pt-steps'>**1.** Add a portrait photo · **2.** Upload or
          "**3.** Press **Generate**. No photo at hand? Click an example below the button.</span>")
 
 ABOUT_SCORES = """
-**How to read the identity plot:** every point is one frame of the video. A face-recognition
-network compares it with your portrait; 1 means identical, and frames above the red line
+**Identity plot:** every point is one frame of the video. A face-recognition network (dlib's)
+turns each frame and your portrait into a face descriptor and measures the distance between
+them; the plot shows 1 − that distance, so 1 means identical. Frames above the red line
 (distance {d}, the network's usual same-person threshold) show the same person.
+
+**Average / lowest identity match:** the same measure over the whole video and at its worst
+frame. **Face descriptor cosine:** the angle-based similarity of the same descriptors
+(1 = identical), for comparison with other tools.
+
+**Render time:** how long the video took to make; "seconds of work per second of speech"
+below 1 means faster than real time. Extra photos of the same person make the reference
+more reliable: the descriptor of the person is averaged over all of them.
 """.format(d=SAME_PERSON_DISTANCE)
 
 
@@ -591,7 +600,7 @@ def build_demo() -> gr.Blocks:
                 portrait = gr.Image(label="1 · Portrait photo", type="filepath", image_mode=None,
                                     placeholder="Drop a photo here or click to upload: "
                                                 "one face, looking at the camera",
-                                    sources=["upload", "webcam", "clipboard"], height=320,
+                                    sources=["upload", "webcam", "clipboard"], height=260,
                                     elem_id="pt-portrait")
                 explain_unreadable_images(portrait)
                 with gr.Accordion("More photos of the same person (optional)", open=False):
@@ -599,10 +608,12 @@ def build_demo() -> gr.Blocks:
                                          file_count="multiple", file_types=["image"], elem_id="pt-references")
                 audio = gr.Audio(label=f"2 · Speech (up to {MAX_AUDIO_SECONDS:g} s)",
                                  sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
-                transcript = gr.Textbox("", label="What is said (optional)", lines=2, elem_id="pt-transcript",
-                                        placeholder="Type the words for better lip sync (English).")
-                prompt = gr.Textbox("", label="Style prompt (optional)", elem_id="pt-prompt",
-                                    placeholder="e.g. calm and friendly, slight smile, nods now and then")
+                with gr.Row():
+                    transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
+                                            elem_id="pt-transcript",
+                                            placeholder="The words, for better lip sync (English)")
+                    prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
+                                        placeholder="e.g. calm, slight smile, nodding")
                 go = gr.Button("3 · Generate video", variant="primary", size="lg", elem_id="pt-generate")
                 examples_slot = gr.Column()  # filled after the outputs exist
                 with gr.Accordion("Guidance: lip sync, head movement, expression, blinking", open=False):

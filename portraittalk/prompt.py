@@ -540,14 +540,15 @@ def _candidate_spans(clause: _Clause) -> list[tuple[int, int]]:
     words = [clause.tokens[i].word for i in clause.content]
     exact = _exact_bank()
     n = len(words)
+    longest = MAX_SPAN_WORDS if n <= 12 else 3  # bounds the embedding work of a run-on clause
     spans = []
     for i in range(n):
-        for j in range(i + 1, min(n, i + MAX_SPAN_WORDS) + 1):
+        for j in range(i + 1, min(n, i + longest) + 1):
             trimmed = words[i] not in STOP and words[j - 1] not in STOP
             has_core = any(w not in FILLER for w in words[i:j])
             if (trimmed and has_core) or " ".join(words[i:j]) in exact:
                 spans.append((i, j))
-    if n > MAX_SPAN_WORDS:
+    if longest < n <= 2 * MAX_SPAN_WORDS:
         edges = [k for k, w in enumerate(words) if w not in STOP]
         if edges and (edges[0], edges[-1] + 1) not in spans and any(w not in FILLER for w in words):
             spans.append((edges[0], edges[-1] + 1))
@@ -643,7 +644,15 @@ def _leftovers(clause: _Clause) -> list[str]:
             run.append(w)
     if run:
         runs.append(run)
-    return [" ".join(r) for r in runs if any(w not in FILLER for w in r)]
+    out = []
+    for r in runs:
+        if any(w not in FILLER for w in r):
+            while r[0] in STOP:
+                r = r[1:]
+            while r[-1] in STOP:
+                r = r[:-1]
+            out.append(" ".join(r))
+    return out
 
 
 def parse_prompt(text: str, strength: float = 1.0, encoder: TextEncoder | None = None) -> PromptControls:
@@ -827,3 +836,7 @@ def _combine(out: PromptControls) -> None:
             if m is not win:
                 out.ignored.append(IgnoredPhrase(m.text, f"one look at a time; {win.label} is used"))
     out.understood = expr_items + style_items + motion_items
+    unique: dict[tuple[str, str], IgnoredPhrase] = {}
+    for item in out.ignored:
+        unique.setdefault((item.phrase, item.reason), item)
+    out.ignored = list(unique.values())

@@ -271,11 +271,11 @@ class StyleFilter:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return frame
         # Mask: the opening grown by a little, feathered, so no natural-coloured rim remains.
-        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-        cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+        mask_u8 = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask_u8, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
         grow = max(1, int(round(0.02 * mouth_w)))
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-        mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, 0.02 * mouth_w))
+        mask_u8 = cv2.dilate(mask_u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        mask = cv2.GaussianBlur(mask_u8.astype(np.float32) / 255.0, (0, 0), max(0.8, 0.02 * mouth_w))
         crop = frame[y0:y1, x0:x1]
         styled = self._pixel_part(crop, (x0, y0), (H, W)).astype(np.float32)
         out = crop.astype(np.float32) + mask[..., None] * (styled - crop)

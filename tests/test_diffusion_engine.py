@@ -111,6 +111,13 @@ def test_refine_only_engine(weights):
         next(iter(eng.render([frames[0]], np.zeros(16000, np.float32), 25.0, 5)))
 
 
+def test_gpu_time_estimate_grows_with_work():
+    base = engine.render_gpu_seconds(100, 25, (3.5, 2.0, 3.5))
+    assert engine.render_gpu_seconds(200, 25, (3.5, 2.0, 3.5)) > base
+    assert engine.render_gpu_seconds(100, 25, 3.0) < base  # equal scales: two passes instead of four
+    assert engine.render_gpu_seconds(10**6, 50, 3.0) == 3600
+
+
 def test_gpu_functions_are_plain_functions_off_spaces():
     # spaces.GPU only wraps on ZeroGPU; elsewhere the functions run in-process.
     assert engine._render_on_gpu.__name__ == "_render_on_gpu"
@@ -124,9 +131,9 @@ def test_face_descriptors_separate_people():
         pytest.skip("shared sample portraits not available")
     from PIL import Image
 
-    from portraittalk.diffusion.identity import DlibFaceEmbedder
+    from portraittalk.diffusion.identity import FaceEmbedder
 
-    embed = DlibFaceEmbedder()
+    embed = FaceEmbedder()
     def load(path):  # portraits at about face-crop size, as the engine gets them
         image = Image.open(path).convert("RGB")
         image.thumbnail((400, 400))
@@ -139,3 +146,7 @@ def test_face_descriptors_separate_people():
     assert np.linalg.norm(obama - mirrored) < 0.6  # dlib's same-person threshold
     for other in ("astronaut_eileen_collins.png", "grace_hopper_glasses.jpg"):
         assert np.linalg.norm(obama - embed(rgb[other])) > 0.6
+    # A crop the detector cannot read still gets a descriptor, from the crop's central face box.
+    drawn, _, _ = synthetic_talking_clip(n_frames=1, size=96, fps=25.0)
+    fallback = embed(drawn[0])
+    assert fallback.shape == (128,) and np.isfinite(fallback).all()

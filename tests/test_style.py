@@ -163,12 +163,9 @@ def mouth(portrait):
     """The real mesh of the portrait (mediapipe), for the mouth restyling."""
     from portraittalk.face import FaceAnalyzer
     from portraittalk.style import _INNER_LOWER, _INNER_UPPER
-    face = FaceAnalyzer().analyze(portrait)
-    lm = face.landmarks[:, :2]
-    poly = np.concatenate([lm[_INNER_UPPER], lm[_INNER_LOWER[::-1][1:-1]]]).astype(np.float32)
+    lm = FaceAnalyzer().analyze(portrait).landmarks[:, :2].copy()
     # Open the mouth: drop the lower inner lip so the opening is a clear patch of pixels.
     mouth_w = float(np.linalg.norm(lm[_INNER_UPPER[0]] - lm[_INNER_UPPER[-1]]))
-    lm = lm.copy()
     lm[_INNER_LOWER[1:-1], 1] += 0.35 * mouth_w
     poly = np.concatenate([lm[_INNER_UPPER], lm[_INNER_LOWER[::-1][1:-1]]]).astype(np.float32)
     return lm, poly

@@ -13,6 +13,9 @@ refine      refine mode: AnimateDiff video-to-video + IP-Adapter over the warp e
 data        talking-face video dataset with cached preprocessing
 train       two-stage training with accelerate (``python -m portraittalk.diffusion.train``)
 engine      the adapter the app uses: availability, rendering, refining (numpy in, numpy out)
+loading     where weights come from (PORTRAITTALK_WEIGHTS, folder or Hub id); safetensors-only loading
+builder     a fresh pipeline around public base weights (the start of training)
+benchmark   seconds per frame on the serving machine
 tiny        toy-sized components for tests and CI
 
 Heavy libraries load only when a name below is first used, so ``engine.diffusion_status()``
@@ -31,6 +34,7 @@ _EXPORTS = {
     "ConditionAttentionAdapter": "attention",
     "IdentityEncoder": "identity",
     "IdentityNet": "identity",
+    "FaceEmbedder": "identity",
     "AudioProjection": "audio",
     "StructureEncoder": "structure",
     "AnimateNet": "animate",

@@ -237,9 +237,9 @@ def preprocess_video(
     audio = np.pad(audio[:want], (0, max(0, want - len(audio))))
 
     if face_embedder is None:
-        from .identity import DlibFaceEmbedder
+        from .identity import FaceEmbedder
 
-        face_embedder = DlibFaceEmbedder()
+        face_embedder = FaceEmbedder()
     picks = np.unique(np.linspace(0, len(frames) - 1, min(num_embeddings, len(frames))).round().astype(int))
     embeddings = np.stack([face_embedder(frames[i]) for i in picks])
     caption_file = path.with_suffix(".txt")

@@ -27,7 +27,8 @@ from .loading import WEIGHTS_ENV, configured_weights, looks_like_hub_id
 _PIPELINES: dict[str, object] = {}
 _REFINERS: dict[str, object] = {}
 
-# Rough H100/H200 cost of one denoiser pass for one 512×512 frame, for ZeroGPU's time budget.
+# Assumed (not yet measured) cost of one denoiser pass for one 512×512 frame on an H100/H200, for
+# ZeroGPU's time budget; replace with the figure ``python -m portraittalk.diffusion.benchmark`` gives.
 _SECONDS_PER_FRAME_PASS = 0.06
 
 
@@ -87,10 +88,15 @@ def _guidance_scales(guidance: float | Sequence[float] | Mapping[str, float]) ->
     return g
 
 
-def _render_duration(key, reference_rgbs, face_embeddings, audio_16k, fps, n_frames, structure_maps, settings) -> int:
-    g = settings["guidance"]
+def render_gpu_seconds(n_frames: int, steps: int, guidance: float | Sequence[float] | Mapping[str, float]) -> int:
+    """Rough GPU time of a render at 512 px on an H100/H200 (for ZeroGPU's ``duration``)."""
+    g = _guidance_scales(guidance)
     passes = len(guidance_branches(g["identity"], g["audio"], g["text"]))
-    return int(min(3600, 30 + n_frames * settings["steps"] * passes * _SECONDS_PER_FRAME_PASS))
+    return int(min(3600, 30 + n_frames * steps * passes * _SECONDS_PER_FRAME_PASS))
+
+
+def _render_duration(key, reference_rgbs, face_embeddings, audio_16k, fps, n_frames, structure_maps, settings) -> int:
+    return render_gpu_seconds(n_frames, settings["steps"], settings["guidance"])
 
 
 @spaces.GPU(duration=_render_duration)
@@ -186,10 +192,10 @@ class DiffusionEngine:
 
     def face_embeddings(self, reference_rgbs: list[np.ndarray]) -> np.ndarray:
         """dlib descriptors of the references (computed on the CPU, before any GPU time is taken)."""
-        from .identity import DlibFaceEmbedder
+        from .identity import FaceEmbedder
 
         if self._face_embedder is None:
-            self._face_embedder = DlibFaceEmbedder()
+            self._face_embedder = FaceEmbedder()
         return np.stack([self._face_embedder(r) for r in reference_rgbs])
 
     def render(

@@ -6,8 +6,8 @@ Two complementary paths, both computed once per video:
   portrait are projected to a few cross-attention tokens each (the IP-Adapter "FaceID" and
   "image prompt" projections: MLP / linear + LayerNorm). The tokens enter the denoiser through
   their own key/value projections (decoupled cross-attention). The face embedding is the 128-d
-  dlib descriptor — the same identity space the project's identity scorer measures; any other
-  recogniser (e.g. a 512-d ArcFace) works by setting ``face_embed_dim``.
+  dlib descriptor from the project's identity scorer — the space the output is scored in; any
+  other recogniser (e.g. a 512-d ArcFace) works by setting ``face_embed_dim``.
 * **Reference attention** — a reference UNet (a copy of the spatial UNet) runs on the clean
   reference latents at timestep 0; its self-attention inputs are shared with the denoiser, which
   attends over them in every frame (as in "Animate Anyone"), carrying fine appearance (hair,
@@ -134,33 +134,30 @@ class IdentityNet(nn.Module):
         return IdentityConditioning(tokens=self.identity_encoder.fuse(per_reference), reference_features=features)
 
 
-class DlibFaceEmbedder:
-    """128-d dlib face descriptor of the largest face in an RGB image.
+class FaceEmbedder:
+    """128-d dlib face descriptor of the face in an RGB image, from the project's identity scorer.
 
-    References are face crops, so when the frontal detector misses (profile, heavy makeup,
-    painting) the central box that the crop convention puts the face in is used instead.
+    Using :class:`portraittalk.identity.IdentityScorer` keeps the identity tokens in the same
+    descriptor space the output is scored in. References are face crops, so when the detector
+    misses (profile, heavy makeup, painting) the face is taken to fill the crop's central box
+    (the crop convention: the face is about 1/1.6 of the side, centred).
     """
 
-    def __init__(self, upsample: int = 1, crop_face_fraction: float = 0.62):
-        import dlib
-        import face_recognition_models
+    def __init__(self, scorer=None, crop_scale: float = 1.6):
+        if scorer is None:
+            from ..identity import IdentityScorer
 
-        self._dlib = dlib
-        self.upsample = upsample
-        self.crop_face_fraction = crop_face_fraction
-        self.detector = dlib.get_frontal_face_detector()
-        self.shape_predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-        self.encoder = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+            scorer = IdentityScorer()
+        self.scorer = scorer
+        self.crop_scale = crop_scale
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
-        rects = list(self.detector(rgb, self.upsample))
-        if rects:
-            rect = max(rects, key=lambda r: r.width() * r.height())
-        else:
+        rgb = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
+        descriptor = self.scorer.descriptor(rgb)
+        if descriptor is None:
             h, w = rgb.shape[:2]
-            side = self.crop_face_fraction * min(h, w)
-            x0, y0 = int((w - side) / 2), int((h - side) / 2)
-            rect = self._dlib.rectangle(x0, y0, int(x0 + side), int(y0 + side))
-        shape = self.shape_predictor(rgb, rect)
-        return np.asarray(self.encoder.compute_face_descriptor(rgb, shape, 1), dtype=np.float32)
+            side = min(h, w) / self.crop_scale
+            x0, y0 = (w - side) / 2, (h - side) / 2
+            box = (int(round(x0)), int(round(y0)), int(round(x0 + side)), int(round(y0 + side)))
+            descriptor = self.scorer.descriptor(rgb, box)
+        return np.asarray(descriptor, dtype=np.float32)

@@ -284,9 +284,10 @@ class PortraitTalkPipeline(DiffusionPipeline):
         if face_embeddings is None:
             faces = torch.zeros(n_refs, face_dim)
         else:
-            faces = torch.as_tensor(np.asarray(face_embeddings, dtype=np.float32)).reshape(-1, face_dim)
-            if faces.shape[0] != n_refs:
-                raise InputError("There must be one face embedding per reference portrait.")
+            faces = np.asarray(face_embeddings, dtype=np.float32)
+            if faces.size != n_refs * face_dim:
+                raise InputError(f"Give one {face_dim}-number face embedding per reference portrait.")
+            faces = torch.from_numpy(faces.reshape(n_refs, face_dim))
         ref_latents = self.encode_pixels(ref_pixels)
         identity = self.identity_net(ref_pixels[None], ref_latents[None], faces[None].to(device))
 
@@ -317,7 +318,8 @@ class PortraitTalkPipeline(DiffusionPipeline):
         noise = noise.to(device=device, dtype=torch.float32)
         clean = torch.zeros_like(noise)
 
-        scheduler = self.scheduler
+        # A private scheduler per call: its step state is then never shared between concurrent calls.
+        scheduler = self.scheduler.__class__.from_config(self.scheduler.config)
         extra_step = {}
         if "generator" in inspect.signature(scheduler.step).parameters:
             extra_step["generator"] = generator

@@ -257,6 +257,8 @@ def train(cfg: TrainConfig, dataset=None) -> TrainResult:
     set_seed(cfg.seed)
     out_dir = Path(cfg.output_dir)
 
+    if cfg.stage == 2 and not cfg.init:
+        log.warning("stage 2 without --init trains motion and audio on an untrained identity path")
     pipe = load_or_assemble(cfg)
     if cfg.stage == 2:
         motion = None
