@@ -1,9 +1,12 @@
 """Decode a user's portrait file into an upright 8-bit RGB :class:`Portrait`.
 
-Anything Pillow can open is accepted (JPEG, PNG, WebP, BMP, TIFF, GIF, …). The image is
-made safe for the rest of the pipeline: EXIF rotation applied, transparency flattened,
-high-bit-depth and CMYK data converted to 8-bit sRGB-ish RGB, the long side capped, and
-both sides made even because H.264 in yuv420p cannot encode odd frame sizes.
+Photo formats are accepted by their content, whatever the file is called (JPEG, PNG, WebP,
+BMP, TIFF, GIF, AVIF); Pillow's other, rarely used decoders are never run on a user's
+bytes. The image is made safe for the rest of the pipeline: EXIF rotation applied,
+transparency flattened, high-bit-depth and CMYK data converted to 8-bit sRGB-ish RGB, the
+long side capped, and both sides made even because H.264 in yuv420p cannot encode odd
+frame sizes. Any file, however malformed, ends either in a :class:`Portrait` or in an
+:class:`InputError`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ MIN_SIDE = 32
 BACKGROUND_RGB = (200, 200, 200)
 
 _SUPPORTED = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+# Pillow decoders a portrait may come in (MPO, the multi-picture JPEG of many phones, opens
+# through the JPEG one). Detection is by the file's content, never by its extension.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# Modes Pillow's box-filter `reduce` averages correctly (palette indices must not be averaged).
+_REDUCIBLE_MODES = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
+_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Portrait:
@@ -42,31 +51,29 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
         # Pillow's own bomb warning would fire before our stricter size check.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=_accepted_formats())
         except Image.DecompressionBombError:
             raise InputError(_too_large_message(name)) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             raise InputError(
                 f"'{name}' is not an image PortraitTalk can read; please use a {_SUPPORTED} photo."
             ) from None
+        except Exception:  # noqa: BLE001 (a decoder's header parser tripped over hostile bytes)
+            raise InputError(_damaged_message(name)) from None
 
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise InputError(_too_large_message(name, width, height))
-        n_frames = getattr(image, "n_frames", 1)
-        if n_frames > 1:
-            notes.append(f"animated or multi-page image ({n_frames} frames): the first frame was used")
-            image.seek(0)
-        if max_size and image.format == "JPEG":
-            # Let the JPEG decoder downscale in the DCT domain (fast, still larger than
-            # needed); the exact area downscale happens below.
-            image.draft(image.mode, (max_size, max_size))
+        if width < 1 or height < 1:
+            raise InputError(_damaged_message(name))
         try:
-            image.load()
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            raise InputError(
-                f"'{name}' is damaged or incomplete and cannot be decoded; please upload the image again or use another copy."
-            ) from None
+            image = _decode_first_frame(image, max_size, notes)
+        except Image.DecompressionBombError:
+            raise InputError(_too_large_message(name, width, height)) from None
+        except InputError:
+            raise
+        except Exception:  # noqa: BLE001 (decoders raise many types on damaged data: OSError, IndexError, struct.error, …)
+            raise InputError(_damaged_message(name)) from None
 
     try:
         orientation = int(image.getexif().get(0x0112, 1))
@@ -79,7 +86,12 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
         width, height = height, width
     original_size = (int(width), int(height))
 
-    rgb = _to_rgb8(image, notes)
+    try:
+        rgb = _to_rgb8(image, notes)
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 (pixel data a colour conversion cannot read is damaged data)
+        raise InputError(_damaged_message(name)) from None
 
     if min(rgb.shape[:2]) < MIN_SIDE:
         raise InputError(
@@ -106,6 +118,56 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
                     original_size=original_size, notes=notes)
 
 
+def _accepted_formats() -> list[str]:
+    Image.init()
+    return [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
+
+
+def _decode_first_frame(image: Image.Image, max_size: int | None, notes: list[str]) -> Image.Image:
+    """Decode the first frame; for a large picture, shrink it on the way (see below)."""
+    n_frames = getattr(image, "n_frames", 1)
+    if n_frames > 1:
+        notes.append(f"animated or multi-page image ({n_frames} frames): the first frame was used")
+        image.seek(0)
+    if max_size and image.format == "JPEG":
+        # Let the JPEG decoder downscale in the DCT domain (fast, still larger than
+        # needed); the exact area downscale happens later.
+        image.draft(image.mode, (max_size, max_size))
+    image.load()
+    if max_size:
+        image = _box_reduce(image, max_size)
+    return image
+
+
+def _box_reduce(image: Image.Image, max_size: int) -> Image.Image:
+    """Shrink by a whole factor (box average) to no less than ``max_size`` on the long side.
+
+    Converting a near-limit picture at full size would take gigabytes (float alpha
+    compositing, 16-bit scaling); the box average is what the final area downscale would
+    compute anyway, so the result looks the same.
+    """
+    factor = max(image.size) // max_size
+    if factor < 2:
+        return image
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        reduced = image.convert("I").reduce(factor)
+        reduced.info["portraittalk_deep_mode"] = mode  # scaled as 16-bit data later
+        return reduced
+    if mode not in _REDUCIBLE_MODES or "transparency" in image.info:
+        # Palette and colour-key transparency: resolve the colours first, then average.
+        try:
+            image = image.convert("RGBA" if _has_transparency(image) else "RGB")
+        except (ValueError, OSError):
+            return image  # an unusual colour model: the full-size conversion explains it
+    return image.reduce(factor)
+
+
+def _damaged_message(name: str) -> str:
+    return (f"'{name}' is damaged or incomplete and cannot be decoded; "
+            "please upload the image again or use another copy.")
+
+
 def _read_source(source: str | Path | bytes) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "uploaded image"
@@ -128,8 +190,8 @@ def _too_large_message(name: str, width: int | None = None, height: int | None =
 
 def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
     """Any Pillow mode → (H, W, 3) uint8 RGB, scaling (not clipping) deep data."""
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    mode = image.info.get("portraittalk_deep_mode", image.mode)
+    if mode in _DEEP_MODES:
         gray = _deep_to_uint8(np.asarray(image), mode, notes)
         return np.repeat(gray[:, :, None], 3, axis=2)
 

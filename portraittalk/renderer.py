@@ -20,7 +20,7 @@ from . import face as fm
 from .datatypes import FaceAnalysis
 from .face_rig import FaceRig
 from .mouth_interior import measure_mouth, paint_mouth, seal_closed_lips
-from .warp import PiecewiseAffineWarp
+from .warp import PiecewiseAffineWarp, SmoothWarp
 
 
 # Eye contours with their brows (mediapipe FACEMESH_*_EYE / *_EYEBROW sets, plus irises).
@@ -90,8 +90,8 @@ class WarpRenderer:
         src_points = np.concatenate([self.rig.src[:, :2], self.ring, self.border])
         # The whole region is warped on a coarse grid (the map is smooth there) and the
         # eyes and mouth, where it bends sharply, at full resolution.
-        self.coarse = PiecewiseAffineWarp(src_points * self.scale, self.work_size)
-        self.fine = PiecewiseAffineWarp(src_points, (rw, rh))
+        self.coarse = SmoothWarp(src_points * self.scale, self.work_size)
+        self.fine = PiecewiseAffineWarp(src_points, (rw, rh), keep_below=len(lm))
         gy, gx = np.mgrid[0:rh, 0:rw].astype(np.float32)
         self._region_grid = (gx, gy)
         self._wgrid = np.mgrid[0:self.work_size[1], 0:self.work_size[0]].astype(np.float32)[::-1]
@@ -123,11 +123,12 @@ class WarpRenderer:
             dx = cv2.resize((map_x - self._wgrid[0]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             dy = cv2.resize((map_y - self._wgrid[1]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             map_x, map_y = gx + dx, gy + dy
-            for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks):
-                fx, fy = self.fine.backward_map(dst, box)
-                x0, y0 = max(0, box[0]), max(0, box[1])
-                map_x[y0:y0 + fx.shape[0], x0:x0 + fx.shape[1]] = fx
-                map_y[y0:y0 + fy.shape[0], x0:x0 + fy.shape[1]] = fy
+        for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks):
+            fx, fy, covered = self.fine.backward_map_covered(dst, box)
+            x0, y0 = max(0, box[0]), max(0, box[1])
+            sub = (slice(y0, y0 + fx.shape[0]), slice(x0, x0 + fx.shape[1]))
+            map_x[sub][covered] = fx[covered]
+            map_y[sub][covered] = fy[covered]
         out_region = cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         seal_closed_lips(out_region, map_x, map_y, rig_out, self.look)
         paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.get("tongue", 0.0))
