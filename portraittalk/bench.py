@@ -43,7 +43,7 @@ def _run_case(image: str, audio: str, out: str, conn) -> None:
     from .pipeline import PortraitTalkPipeline, RenderSettings
     pipe = PortraitTalkPipeline()
     t0 = time.perf_counter()
-    pipe.warm_up()
+    pipe.warm_up(text_model=False)
     load_s = time.perf_counter() - t0
     res = pipe.render(image, audio, out, RenderSettings())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

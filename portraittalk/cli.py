@@ -38,10 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fps", type=float, default=25.0)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-size", type=int, default=1024, help="cap on the video's long side in pixels")
+    r.add_argument("--prompt", default="", help='what the face should do or look like, e.g. "smiling, calm, sepia"')
     r.add_argument("--audio-strength", type=float, default=1.0, help="0 = mouth still … 2 = exaggerated")
+    r.add_argument("--identity-strength", type=float, default=1.0,
+                   help="above 1 keeps expression and pose closer to the portrait (identity-adapter scale on diffusion)")
+    r.add_argument("--prompt-strength", type=float, default=1.0, help="how strongly the prompt acts, 0 … 2")
+    r.add_argument("--expression-intensity", type=float, default=1.0, help="scales prompt expressions, 0 … 2")
     r.add_argument("--head-motion", type=float, default=1.0, help="0 = still head … 2 = lively")
     r.add_argument("--blink-rate", type=float, default=1.0, help="0 = no blinks … 2 = twice as often")
     r.add_argument("--engine", default="warp", choices=["warp", "diffusion"])
+    r.add_argument("--weights", default=None,
+                   help="diffusion engine weights: a local folder or a Hub id (default: $PORTRAITTALK_WEIGHTS)")
+    r.add_argument("--device", default=None, help="diffusion engine device (default: the GPU)")
+    r.add_argument("--steps", type=int, default=25, help="diffusion engine denoising steps")
+    r.add_argument("--guidance", type=float, default=3.5, help="diffusion engine classifier-free guidance")
     r.add_argument("--no-identity", action="store_true", help="skip per-frame identity scoring")
     from .evaluate import add_evaluate_parser
     add_evaluate_parser(sub)
@@ -87,8 +97,11 @@ def _render(args: argparse.Namespace) -> int:
             raise InputError(f"The transcript file '{transcript[1:]}' cannot be read; check the path.") from None
     settings = RenderSettings(
         fps=args.fps, seed=args.seed, max_size=args.max_size, transcript=transcript,
-        audio_strength=args.audio_strength, head_motion=args.head_motion, blink_rate=args.blink_rate,
-        engine=args.engine, score_identity=not args.no_identity)
+        prompt=args.prompt, audio_strength=args.audio_strength, identity_strength=args.identity_strength,
+        prompt_strength=args.prompt_strength, expression_intensity=args.expression_intensity,
+        head_motion=args.head_motion, blink_rate=args.blink_rate, engine=args.engine,
+        score_identity=not args.no_identity, weights=args.weights, device=args.device,
+        diffusion_steps=args.steps, guidance_scale=args.guidance)
 
     def progress(stage: str, frac: float, msg: str) -> None:
         if sys.stderr.isatty():
@@ -105,6 +118,7 @@ def _render(args: argparse.Namespace) -> int:
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     summary = result.report.get("identity") or {}
+    prompt = (result.report.get("prompt") or {}).get("summary")
     print(json.dumps({"video": str(result.video_path), "identity": summary.get("summary"),
-                      "realtime_factor": result.report["realtime_factor"]}))
+                      "realtime_factor": result.report["realtime_factor"], "prompt": prompt}))
     return 0

@@ -410,3 +410,43 @@ def gaze(n_frames: int, fps: float, rng: np.random.Generator) -> tuple[np.ndarra
         cur_x, cur_y = new_x, new_y
         frame, k = nxt, k + 1
     return gx, gy
+
+
+def apply_prompt(track: MotionTrack, controls, seed: int = 0, expression_intensity: float = 1.0,
+                 identity_strength: float = 1.0) -> MotionTrack:
+    """Fold a parsed text prompt (prompt.PromptControls) into a motion track, in place.
+
+    Expression offsets were already added by `build_motion_track`; here come the parts that
+    change motion over time: eye squint (a partial lid closure that still blinks fully),
+    extra nodding / head shaking (about 1 Hz, seeded phase), and looking around (more gaze
+    glances) or holding the gaze on the camera. `identity_strength` above 1 bounds how far
+    the face may leave the portrait: expression and pose shrink by 1 / identity_strength.
+    """
+    n, fps = track.n_frames, track.fps
+    t = np.arange(n) / fps
+    rng = np.random.default_rng(seed + 7919)
+    ease = np.clip(t / 0.5, 0.0, 1.0)
+    if controls is not None:
+        squint = float(np.clip(controls.expression.get("eye_squint", 0.0) * expression_intensity, 0, 0.6))
+        if squint > 0:
+            track.blink = (squint + (1 - squint) * track.blink).astype(np.float32)
+        if controls.nod > 0:
+            track.head_pitch = (track.head_pitch + 3.0 * controls.nod * ease
+                                * np.sin(2 * np.pi * 1.1 * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
+        if controls.shake > 0:
+            track.head_yaw = (track.head_yaw + 3.5 * controls.shake * ease
+                              * np.sin(2 * np.pi * 0.9 * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
+        if controls.look_around > 0:
+            glance = _smooth_noise(n, fps, 1.5, rng)
+            track.gaze_x = np.clip(track.gaze_x + 0.5 * controls.look_around * np.tanh(glance), -1, 1).astype(np.float32)
+            track.head_yaw = (track.head_yaw + 2.0 * controls.look_around * np.tanh(glance) * ease).astype(np.float32)
+        elif controls.look_around < 0:
+            keep = 1.0 + float(controls.look_around)
+            track.gaze_x = (track.gaze_x * keep).astype(np.float32)
+            track.gaze_y = (track.gaze_y * keep).astype(np.float32)
+    bound = 1.0 / max(1.0, float(identity_strength))
+    for ch in ("smile", "brow_raise", "head_yaw", "head_pitch", "head_roll"):
+        setattr(track, ch, (getattr(track, ch) * bound).astype(np.float32))
+    for ch in ("head_yaw", "head_pitch", "head_roll"):
+        setattr(track, ch, np.clip(getattr(track, ch), -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32))
+    return track

@@ -47,6 +47,12 @@ class RenderSettings:
     blink_rate: float = 1.0  # 0 = never blink
     engine: str = "warp"
     score_identity: bool = True
+    # Diffusion engine only: weights folder or Hub id (default: $PORTRAITTALK_WEIGHTS), device
+    # (default: the GPU), denoising steps and classifier-free guidance.
+    weights: str | None = None
+    device: str | None = None
+    diffusion_steps: int = 25
+    guidance_scale: float = 3.5
 
     def validated(self) -> "RenderSettings":
         """Reject settings that cannot make a video, with a sentence saying the allowed range."""
@@ -58,6 +64,10 @@ class RenderSettings:
         for name in ("audio_strength", "identity_strength", "prompt_strength", "head_motion",
                      "expression_intensity", "blink_rate"):
             check(name, getattr(self, name), 0, 2)
+        check("diffusion_steps", self.diffusion_steps, 1, 200)
+        check("guidance_scale", self.guidance_scale, 0, 20)
+        if len(self.prompt or "") > 1000 or len(self.transcript or "") > 20000:
+            raise InputError("The prompt (up to 1000 characters) or the transcript (up to 20000) is too long; shorten it.")
         if self.engine not in ENGINES:
             raise InputError(f"Unknown engine '{self.engine}'; choose one of: {', '.join(ENGINES)}.")
         return self
@@ -113,9 +123,14 @@ class PortraitTalkPipeline:
                 self._identity = IdentityScorer()
             return self._identity
 
-    def warm_up(self) -> None:
-        """Load every model now (the app calls this at start-up)."""
+    def warm_up(self, text_model: bool = True) -> None:
+        """Load every model now (the app calls this at start-up, so no visitor waits for it)."""
+        from . import speech
         _ = self.face_analyzer, self.identity_scorer
+        speech._phone_decoder(), speech._align_decoder()
+        if text_model:
+            from .prompt import get_text_encoder
+            get_text_encoder()
 
     # ------------------------------------------------------------------------------------
     def analyze_portrait(self, image: str | Path | bytes, max_size: int) -> tuple[Portrait, FaceAnalysis]:
@@ -128,7 +143,8 @@ class PortraitTalkPipeline:
                references: list[str | Path | bytes] | None = None) -> RenderResult:
         from .audio_io import load_audio
         from .encoder import VideoEncoder
-        from .motion import build_motion_track
+        from .motion import apply_prompt, build_motion_track
+        from .prompt import parse_prompt
         from .renderer import WarpRenderer
         from .speech import analyze_speech
 
@@ -153,16 +169,32 @@ class PortraitTalkPipeline:
             speech = analyze_speech(clip, s.fps, s.transcript)
         warnings += speech.warnings
         report_progress("motion", 0.15, "Planning the motion")
+        with timed("prompt"):
+            controls = parse_prompt(s.prompt, s.prompt_strength) if (s.prompt or "").strip() else None
         with timed("motion"):
+            k = s.expression_intensity
+            expression = {c: float(np.clip(controls.expression.get(c, 0.0) * k, -1, 1))
+                          for c in ("smile", "brow_raise")} if controls else None
             motion = build_motion_track(
                 speech, n_frames, s.fps, seed=s.seed, audio_strength=s.audio_strength,
-                head_motion=s.head_motion, blink_rate=s.blink_rate)
-        if s.engine != "warp":
-            from .errors import EngineUnavailableError
-            raise EngineUnavailableError(
-                "The diffusion engine is not available in this build; use the warp engine.")
+                head_motion=float(np.clip(s.head_motion * (controls.head_motion_scale if controls else 1.0), 0, 2)),
+                blink_rate=float(np.clip(s.blink_rate * (controls.blink_rate_scale if controls else 1.0), 0, 5)),
+                expression=expression)
+            apply_prompt(motion, controls, s.seed, s.expression_intensity, s.identity_strength)
+        if controls is not None and controls.ignored:
+            warnings.append("Part of the prompt was not used: " + "; ".join(
+                f'"{i.phrase}" ({i.reason})' for i in controls.ignored) + ".")
 
-        renderer = WarpRenderer(portrait.rgb, face)
+        look = None
+        if controls is not None and controls.style:
+            from .style import StyleFilter
+            look = StyleFilter(controls.style, controls.style_strength,
+                               face_size=max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+        # Painterly looks are too slow per frame: the styled portrait is warped instead, and
+        # only the repainted mouth is restyled per frame.
+        base = look.apply(portrait.rgb) if look is not None and not look.per_pixel else portrait.rgb
+        renderer = WarpRenderer(base, face)
+        frames = self._frames(s, renderer, motion, portrait, face, clip, look)
         scorer = self.identity_scorer if s.score_identity else None
         reference = None
         if scorer is not None:
@@ -209,11 +241,10 @@ class PortraitTalkPipeline:
         t0 = time.perf_counter()
         try:
             with VideoEncoder(out_path, (w, h), s.fps, audio_path=audio) as enc:
-                for i in range(n_frames):
-                    frame = renderer.render(motion.frame(i))
-                    enc.write(frame.rgb)
+                for i, (rgb, box) in enumerate(frames):
+                    enc.write(rgb)
                     if worker:
-                        jobs.put((frame.rgb, frame.box))
+                        jobs.put((rgb, box))
                     if i % 10 == 0 or i == n_frames - 1:
                         report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
                                         f"Rendering frame {i + 1} of {n_frames}")
@@ -242,7 +273,70 @@ class PortraitTalkPipeline:
                 warnings.append(msg)
         report_progress("done", 1.0, "Done")
         report = build_report(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings)
+        report["engine"] = s.engine
+        report["prompt"] = controls.to_dict() if controls is not None else None
+        if controls is not None:
+            report["prompt"]["summary"] = controls.summary()
         return RenderResult(out_path, identity, motion, report, warnings)
+
+    # ------------------------------------------------------------------------------------
+    def _frames(self, s: RenderSettings, renderer, motion: MotionTrack, portrait: Portrait, face: FaceAnalysis,
+                clip, look):
+        """Full frames and face boxes, one at a time, from the chosen engine."""
+        n = motion.n_frames
+        if s.engine == "warp":
+            for i in range(n):
+                f = renderer.render(motion.frame(i))
+                rgb = f.rgb
+                if look is not None:
+                    rgb = look.apply(rgb) if look.per_pixel else look.restyle_mouth(rgb, f.landmarks)
+                yield rgb, f.box
+            return
+        yield from self._diffusion_frames(s, renderer, motion, portrait, face, clip)
+
+    def _diffusion_frames(self, s: RenderSettings, renderer, motion: MotionTrack, portrait: Portrait,
+                          face: FaceAnalysis, clip):
+        """The PortraitTalk model renders the face crop; it is pasted back into the full frame.
+
+        The warp engine's rig still provides each frame's landmarks: they become the
+        model's structure maps (the motion track drives the diffusion engine too).
+        """
+        from .diffusion.data import crop_square, face_crop_box, to_crop_coords
+        from .diffusion.engine import DiffusionEngine
+        from .diffusion.structure import structure_map_from_landmarks
+
+        engine = DiffusionEngine.from_config(s.weights, s.device)  # clear error when unavailable
+        box = face_crop_box(face.landmarks[:, :2], 1.6)
+        size = engine.resolution()
+        reference = crop_square(portrait.rgb, box, size)
+        maps, boxes = [], []
+        for i in range(motion.n_frames):
+            rig = renderer.rig.pose(motion.frame(i))
+            lm_full = rig.landmarks + renderer.origin.astype(np.float32)
+            maps.append(structure_map_from_landmarks(to_crop_coords(lm_full, box, size), size))
+            lo, hi = np.floor(lm_full.min(0)).astype(int), np.ceil(lm_full.max(0)).astype(int)
+            boxes.append((int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])))
+        crops = engine.render([reference], clip.samples, s.fps, motion.n_frames, prompt=s.prompt,
+                              structure_maps=np.stack(maps), audio_scale=s.audio_strength,
+                              identity_scale=s.identity_strength, text_scale=s.prompt_strength,
+                              steps=int(s.diffusion_steps), guidance=float(s.guidance_scale), seed=s.seed)
+        for crop, fbox in zip(crops, boxes):
+            yield paste_crop(portrait.rgb, crop, box), fbox
+
+
+def paste_crop(frame: np.ndarray, crop: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Put a square face crop back where it came from, with a soft elliptical edge."""
+    import cv2
+    x0, y0, x1, y1 = box
+    side = x1 - x0
+    s = crop.shape[0] / side
+    h, w = frame.shape[:2]
+    inv = np.array([[1 / s, 0, x0], [0, 1 / s, y0]], np.float64)
+    warped = cv2.warpAffine(crop, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.sqrt(((xx - (x0 + x1) / 2) / (side * 0.46)) ** 2 + ((yy - (y0 + y1) / 2) / (side * 0.48)) ** 2)
+    alpha = np.clip((1.0 - r) / 0.12, 0, 1)[..., None]
+    return (frame * (1 - alpha) + warped * alpha + 0.5).astype(np.uint8)
 
 
 class _Timer:

@@ -145,6 +145,10 @@ class DiffusionEngine:
         self.refine_key = refine_key
         self._face_embedder = None
 
+    def resolution(self) -> int:
+        """Side of the square face crops the loaded model renders (its config's ``resolution``)."""
+        return int(_PIPELINES[self.key].config.resolution)
+
     @staticmethod
     def _device(device: str | None) -> str:
         if device:
