@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 import wave
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -22,6 +25,18 @@ from .errors import InputError
 ANALYSIS_RATE = 16000
 MIN_DURATION_S = 0.3
 _DECODE_TIMEOUT_S = 600
+
+# ffmpeg opens a user's file only as one of these containers (detected by content), and only
+# from the local file itself: playlist formats (HLS, DASH, concat) that would make it read
+# other files or URLs, and the many exotic demuxers, never parse uploaded bytes. Image
+# demuxers stay so that a photo given as the recording is reported as having no audio track.
+AUDIO_DEMUXERS = (
+    "wav", "w64", "aiff", "caf", "au", "mp3", "aac", "ac3", "eac3", "flac", "ogg", "wv", "ape",
+    "amr", "amrnb", "amrwb", "mov", "matroska", "asf", "avi", "flv", "mpeg", "mpegts",
+)
+_IMAGE_DEMUXERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "gif_pipe", "bmp_pipe", "tiff_pipe")
+INPUT_GUARD = ["-protocol_whitelist", "file",
+               "-format_whitelist", ",".join(AUDIO_DEMUXERS + _IMAGE_DEMUXERS)]
 
 # ffmpeg channel-layout names that are not "N channels" or "X.Y".
 _LAYOUT_CHANNELS = {
@@ -60,7 +75,7 @@ def load_audio(source: str | Path, max_duration_s: float | None = None) -> Audio
     if path.stat().st_size == 0:
         raise InputError(f"'{name}' is empty (0 bytes); please upload the recording again.")
 
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path),
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *INPUT_GUARD, "-i", str(path),
            "-map", "0:a:0", "-vn", "-sn", "-dn"]
     if max_duration_s is not None:
         # Decode only a little past the limit: enough to know it is too long, while
@@ -109,9 +124,61 @@ def clean_samples(samples: np.ndarray) -> np.ndarray:
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
+@contextmanager
+def muxable_audio(clip: AudioClip) -> Iterator[Path]:
+    """The file whose sound goes into the video: the original recording, or a cleaned copy.
+
+    A floating-point recording may hold NaN or infinite samples; ``load_audio`` cleans them
+    for analysis, but the AAC encoder refuses them outright. For such a file this yields a
+    16-bit WAV copy (original rate, at most two channels, bad samples silenced) that is
+    deleted when the block ends. Integer and compressed formats cannot hold such samples
+    and are yielded untouched.
+    """
+    source = Path(clip.source_path)
+    if not clip.codec.startswith("pcm_f"):
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="portraittalk-sound-") as folder:
+        cleaned = Path(folder) / "sound.wav"
+        had_bad_samples = _write_finite_copy(source, cleaned, clip)
+        yield cleaned if had_bad_samples else source
+
+
+def _write_finite_copy(source: Path, dest: Path, clip: AudioClip) -> bool:
+    """Stream ``source`` into a 16-bit WAV with non-finite samples silenced, chunk by chunk
+    (memory stays flat in the length); True when any sample was NaN or infinite."""
+    channels = 1 if clip.original_channels == 1 else 2
+    rate = clip.original_rate if 8000 <= clip.original_rate <= 192000 else 48000
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *INPUT_GUARD,
+           "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn", "-t", f"{clip.duration_s + 1.0:.3f}",
+           "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
+    frame_bytes = 4 * channels
+    had_bad = False
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc, \
+            wave.open(str(dest), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        pending = b""
+        while True:
+            chunk = proc.stdout.read(1 << 20)
+            if not chunk:
+                break
+            pending += chunk
+            usable = len(pending) - len(pending) % frame_bytes
+            block, pending = pending[:usable], pending[usable:]
+            x = np.frombuffer(block, dtype="<f4")
+            finite = np.isfinite(x)
+            if not finite.all():
+                had_bad = True
+                x = np.where(finite, x, 0.0)
+            wav.writeframes(np.rint(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+    return had_bad
+
+
 def probe_audio(source: str | Path) -> AudioStreamInfo | None:
     """Stream info of the first audio stream of a file, or None when it has none."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(source)],
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *INPUT_GUARD, "-i", str(source)],
                           capture_output=True, timeout=60, check=False)
     return parse_audio_stream(proc.stderr.decode("utf-8", "replace"))
 

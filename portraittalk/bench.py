@@ -39,22 +39,32 @@ def _looped_audio(src: Path, seconds: float, out_dir: Path) -> Path:
     return write_wav(out_dir / f"{src.stem}_{int(seconds)}s.wav", samples, clip.sample_rate)
 
 
-def _run_case(image: str, audio: str, out: str, conn) -> None:
+def _run_case(image: str, audio: str, out: str, quality: bool, conn) -> None:
     from .pipeline import PortraitTalkPipeline, RenderSettings
     pipe = PortraitTalkPipeline()
     t0 = time.perf_counter()
     pipe.warm_up(text_model=False)
     load_s = time.perf_counter() - t0
-    res = pipe.render(image, audio, out, RenderSettings())
+    transcript = Path(audio).with_suffix(".txt")
+    res = pipe.render(image, audio, out, RenderSettings(
+        transcript=transcript.read_text() if transcript.exists() else None))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    conn.send({"load_s": load_s, "peak_mb": peak_mb, "report": res.report})
+    result = {"load_s": load_s, "peak_mb": peak_mb, "report": res.report}
+    if quality:
+        # Quality as a viewer sees it: measured on the decoded MP4, not on internal state.
+        from .metrics import VideoEvaluator, evaluate_video
+        ev = evaluate_video(out, image, audio, transcript.read_text() if transcript.exists() else None,
+                            evaluator=VideoEvaluator(pipe.face_analyzer, pipe.identity_scorer))
+        result["quality"] = ev.summary()
+        result["quality_row"] = ev.to_markdown_row()
+    conn.send(result)
     conn.close()
 
 
-def run_case(image: Path, audio: Path, out: Path) -> dict:
+def run_case(image: Path, audio: Path, out: Path, quality: bool = True) -> dict:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run_case, args=(str(image), str(audio), str(out), child))
+    proc = ctx.Process(target=_run_case, args=(str(image), str(audio), str(out), quality, child))
     proc.start()
     result = parent.recv()
     proc.join()
@@ -74,8 +84,13 @@ def run_bench(seconds: float | None = None, out_dir: str | None = None) -> int:
     cols = ["case", "audio s", "frames", "size", "face", "speech", "motion", "render+enc", "identity*",
             "RTF render", "RTF identity", "RTF total", "peak MB"]
     rows = []
-    for image, audio in cases:
-        r = run_case(image, audio, work / f"{image.stem}__{audio.stem}.mp4")
+    quality_rows, results = [], []
+    for k, (image, audio) in enumerate(cases):
+        long_case = seconds is not None and k == len(cases) - 1
+        r = run_case(image, audio, work / f"{image.stem}__{audio.stem}.mp4", quality=not long_case)
+        results.append(r)
+        if "quality_row" in r:
+            quality_rows.append(r["quality_row"])
         rep = r["report"]
         t = rep["timings_s"]
         dur = rep["input"]["audio"]["duration_s"]
@@ -99,6 +114,19 @@ def run_bench(seconds: float | None = None, out_dir: str | None = None) -> int:
     print(f"\ncpus: {os.cpu_count()}  ·  times in seconds  ·  RTF = seconds of work per second of audio"
           "\n* identity = extra wait for scoring after the last frame was encoded (scoring runs beside rendering)"
           "\ntargets: RTF render ≤ 0.50, RTF identity ≤ 1.00, peak < 2048 MB for a 60 s clip")
-    (work / "bench.json").write_text(json.dumps({"columns": cols, "rows": rows}, indent=1))
-    print(f"videos and bench.json in {work}")
+    if quality_rows:
+        from .metrics import VideoEvaluation
+        print("\nQuality, measured on the decoded videos (python -m portraittalk evaluate):")
+        print(VideoEvaluation.markdown_header())
+        print("\n".join(quality_rows))
+    md = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    if quality_rows:
+        from .metrics import VideoEvaluation
+        md += ["", VideoEvaluation.markdown_header(), *quality_rows]
+    (work / "bench.md").write_text("\n".join(md) + "\n")
+    (work / "bench.json").write_text(json.dumps(
+        {"columns": cols, "rows": rows, "runs": [{k: v for k, v in r.items() if k != "quality_row"} for r in results]},
+        indent=1, default=str))
+    print(f"videos, bench.md and bench.json in {work}")
     return 0
