@@ -82,19 +82,30 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _render(args: argparse.Namespace) -> int:
+def check_files(labelled_paths) -> None:
+    """Every given (label, path) must be an existing file, or one sentence says which is not."""
     from .errors import InputError
+    for label, path in labelled_paths:
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"The {label} file '{path}' does not exist; check the path.")
+
+
+def read_text_arg(value: str | None) -> str | None:
+    """A text option given inline, or as @file.txt (read as UTF-8, bad bytes replaced)."""
+    from .errors import InputError
+    if not value or not value.startswith("@"):
+        return value
+    try:
+        return Path(value[1:]).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        raise InputError(f"The transcript file '{value[1:]}' cannot be read; check the path.") from None
+
+
+def _render(args: argparse.Namespace) -> int:
     from .pipeline import PortraitTalkPipeline, RenderSettings
 
-    for label, path in (("portrait", args.image), ("audio", args.audio)):
-        if not Path(path).is_file():
-            raise InputError(f"The {label} file '{path}' does not exist; check the path.")
-    transcript = args.transcript
-    if transcript and transcript.startswith("@"):
-        try:
-            transcript = Path(transcript[1:]).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            raise InputError(f"The transcript file '{transcript[1:]}' cannot be read; check the path.") from None
+    check_files((("portrait", args.image), ("audio", args.audio)))
+    transcript = read_text_arg(args.transcript)
     settings = RenderSettings(
         fps=args.fps, seed=args.seed, max_size=args.max_size, transcript=transcript,
         prompt=args.prompt, audio_strength=args.audio_strength, identity_strength=args.identity_strength,

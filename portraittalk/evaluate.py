@@ -14,8 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import InputError
-
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `evaluate` command on the CLI's sub-parsers."""
@@ -34,15 +32,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
     from .metrics import evaluate_video
 
-    for label, path in (("video", args.video), ("portrait", args.image), ("audio", args.audio)):
-        if path is not None and not Path(path).is_file():
-            raise InputError(f"The {label} file '{path}' does not exist; check the path.")
-    transcript = args.transcript
-    if transcript and transcript.startswith("@"):
-        try:
-            transcript = Path(transcript[1:]).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            raise InputError(f"The transcript file '{transcript[1:]}' cannot be read; check the path.") from None
+    from .cli import check_files, read_text_arg
+
+    check_files((("video", args.video), ("portrait", args.image), ("audio", args.audio)))
+    transcript = read_text_arg(args.transcript)
 
     def progress(stage: str, frac: float, msg: str) -> None:
         if sys.stderr.isatty():
