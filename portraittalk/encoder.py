@@ -54,7 +54,7 @@ class VideoEncoder:
     """
 
     def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
-                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast"):
+                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "superfast"):
         width, height = int(size[0]), int(size[1])
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")

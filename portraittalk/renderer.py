@@ -96,13 +96,14 @@ class WarpRenderer:
         self._region_grid = (gx, gy)
         self._wgrid = np.mgrid[0:self.work_size[1], 0:self.work_size[0]].astype(np.float32)[::-1]
 
-    def _detail_boxes(self, src: np.ndarray, dst: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Boxes (region pixels) around mouth and eyes, covering where they were and are."""
+    def _detail_boxes(self, src: np.ndarray, dst: np.ndarray, eyes: bool) -> list[tuple[int, int, int, int]]:
+        """Boxes (region pixels) around the mouth, and the eyes while the lids move."""
         W = self.rig.mouth_w
         boxes = []
-        for idx, mx, up, down in ((fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W),
-                                  (_RIGHT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W),
-                                  (_LEFT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W)):
+        areas = [(fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W)]
+        if eyes:
+            areas += [(_RIGHT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W), (_LEFT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W)]
+        for idx, mx, up, down in areas:
             pts = np.concatenate([src[list(idx)], dst[list(idx)]])
             x0, y0 = pts.min(0)
             x1, y1 = pts.max(0)
@@ -123,7 +124,9 @@ class WarpRenderer:
             dx = cv2.resize((map_x - self._wgrid[0]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             dy = cv2.resize((map_y - self._wgrid[1]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             map_x, map_y = gx + dx, gy + dy
-        for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks):
+        # Closing lids fold the map sharply; open eyes (gaze, brows) are smooth enough for the coarse grid.
+        eyes = controls.get("blink", 0.0) > 0.02
+        for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks, eyes):
             fx, fy, covered = self.fine.backward_map_covered(dst, box)
             x0, y0 = max(0, box[0]), max(0, box[1])
             sub = (slice(y0, y0 + fx.shape[0]), slice(x0, x0 + fx.shape[1]))
