@@ -344,7 +344,7 @@ def _silent_video(folder: Path) -> Path:
 
 
 AUDIO_ERRORS = [
-    Case("text_file", lambda d, x, s: _write(d, "speech.wav", b"this is not a recording"), "could not be read as audio"),
+    Case("text_file", lambda d, x, s: _write(d, "recording.wav", b"this is not a recording"), "could not be read as audio"),
     Case("zero_bytes", lambda d, x, s: _write(d, "empty.mp3", b""), "empty (0 bytes)"),
     Case("zero_length_wav", lambda d, x, s: write_wav(d / "nothing.wav", np.zeros(0), 16000), "no sound"),
     Case("garbage_after_header", lambda d, x, s: _write(d, "garbled.wav", b"RIFF\xff\xff\xff\xffWAVEfmt "
