@@ -10,6 +10,8 @@ hash of the inputs' bytes and the settings, so asking for the same video again i
 
 API (see README): ``/render`` takes the portrait, the speech and the settings and returns
 the video and the run report (per-frame identity scores, timings, warnings).
+``/compare`` takes a portrait and two videos (optional speech and transcript) and returns
+a metrics table, both videos' identity and lip-sync curves and a one-line verdict.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import pandas as pd
 
 from portraittalk import __version__ as PORTRAITTALK_VERSION
 from portraittalk.errors import PortraitTalkError, InputError
+from portraittalk.metrics import COMPARE_HEADERS
 from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, RenderSettings
 
 log = logging.getLogger("portraittalk.app")
@@ -330,8 +333,15 @@ def run_request(portrait: Any, audio: Any, references: Any, settings: RenderSett
             shutil.rmtree(work, ignore_errors=True)
 
 
-def friendly_errors(fn: Callable) -> Callable:
-    """Every failure reaches the page as one sentence in a gr.Error, never a traceback."""
+def friendly_errors(fn: Callable | None = None, *, title: str = "Can't make this video",
+                    unexpected: str = UNEXPECTED_ERROR) -> Callable:
+    """Every failure reaches the page as one sentence in a gr.Error, never a traceback.
+
+    Use bare (``@friendly_errors``) or with the toast's title and the sentence for
+    unexpected failures (``@friendly_errors(title=…, unexpected=…)``).
+    """
+    if fn is None:
+        return functools.partial(friendly_errors, title=title, unexpected=unexpected)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -340,10 +350,10 @@ def friendly_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except PortraitTalkError as err:
-            raise gr.Error(str(err), title="Can't make this video", print_exception=False) from None
+            raise gr.Error(str(err), title=title, print_exception=False) from None
         except Exception:
             log.exception("request failed")  # the details go to the server log only
-            raise gr.Error(UNEXPECTED_ERROR, title="Something went wrong", print_exception=False) from None
+            raise gr.Error(unexpected, title="Something went wrong", print_exception=False) from None
     return wrapper
 
 
@@ -492,6 +502,188 @@ def generate_example(portrait, audio, transcript):
 
 
 # ----------------------------------------------------------------------------------------
+# Compare: two videos of the same person measured against the portrait, side by side
+# ----------------------------------------------------------------------------------------
+COMPARE_NAMES = ("A", "B")
+UNEXPECTED_COMPARE_ERROR = ("Something went wrong on our side while measuring the videos. Please try again; "
+                            "if it keeps happening, try other videos.")
+# Differences smaller than these are called a draw in the verdict: identity as the mean
+# descriptor cosine, lip sync as the audio-visual correlation's confidence.
+IDENTITY_DRAW = 0.003
+SYNC_DRAW = 0.05
+EVALUATION_CACHE_ENTRIES = 8
+
+
+def _file_digest(path: str | None) -> str:
+    h = hashlib.sha256()
+    if path:
+        h.update(f"{Path(path).name}:".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+class EvaluationCache:
+    """The last few video evaluations in memory, keyed by the bytes of the video, the
+    portrait and the audio and by the transcript: comparing a video with a second, third …
+    other one measures it once."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max(1, max_entries)
+        self._entries: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(video: str, portrait: str, audio: str | None, transcript: str | None) -> str:
+        parts = [_file_digest(video), _file_digest(portrait), _file_digest(audio), transcript or ""]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+    def get(self, key: str):
+        with self._lock:
+            found = self._entries.pop(key, None)
+            if found is not None:
+                self._entries[key] = found  # most recently used goes last
+            return found
+
+    def put(self, key: str, evaluation) -> None:
+        with self._lock:
+            self._entries[key] = evaluation
+            while len(self._entries) > self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+
+
+EVALUATIONS = EvaluationCache(EVALUATION_CACHE_ENTRIES)
+
+
+@functools.cache
+def video_evaluator():
+    """One evaluator for the process, sharing the pipeline's face mesh and identity network."""
+    from portraittalk.metrics import VideoEvaluator
+
+    return VideoEvaluator(PIPELINE.face_analyzer, PIPELINE.identity_scorer)
+
+
+def check_compare_inputs(portrait: Any, video_a: Any, video_b: Any) -> tuple[str, str, str]:
+    """Paths of the portrait and both videos; InputError for a missing one or a file that is
+    not a video (checked for both before the slow part, so a bad video B fails at once)."""
+    from portraittalk.encoder import probe_video
+
+    portrait_path = _as_path(portrait)
+    if not portrait_path:
+        raise InputError("Please add the portrait photo the videos should show, so both can be measured against it.")
+    paths = []
+    for name, value in zip(COMPARE_NAMES, (video_a, video_b)):
+        path = _as_path(value)
+        if not path:
+            raise InputError(f"Please add video {name}: upload a video, or use your last result from the "
+                             "Generate tab.")
+        try:
+            probe_video(path)
+        except (OSError, ValueError):
+            raise InputError(f"Video {name} ('{Path(path).name}') is not a video PortraitTalk can read; "
+                             "please use an MP4, MOV, WebM or AVI file.") from None
+        paths.append(path)
+    return portrait_path, paths[0], paths[1]
+
+
+def evaluate_cached(video: str, portrait: str, audio: str | None, transcript: str | None,
+                    progress: Callable[[float, str], None]):
+    """The evaluation of one video against the portrait (measured once per set of inputs)."""
+    from portraittalk.metrics import evaluate_video
+
+    key = EvaluationCache.key(video, portrait, audio, transcript)
+    found = EVALUATIONS.get(key)
+    if found is None:
+        found = evaluate_video(video, portrait, audio, transcript, evaluator=video_evaluator(),
+                               progress=lambda stage, frac, msg: progress(frac, msg))
+        EVALUATIONS.put(key, found)
+    return found
+
+
+def compare_verdict(summary_a: dict[str, Any], summary_b: dict[str, Any]) -> str:
+    """One plain sentence: which video keeps the identity better and which is better in sync."""
+
+    def leader(key: str, draw: float) -> str | None:
+        """The better video's name; None for a draw or when neither could be measured."""
+        va, vb = summary_a.get(key), summary_b.get(key)
+        if va is None or vb is None:  # one side not measurable: the measurable one leads
+            return None if va is None and vb is None else COMPARE_NAMES[0 if vb is None else 1]
+        return None if abs(va - vb) < draw else COMPARE_NAMES[0 if va > vb else 1]
+
+    identity = leader("identity_mean_cosine", IDENTITY_DRAW)
+    sync = leader("sync_confidence", SYNC_DRAW)
+    if identity and identity == sync:
+        return f"**{identity} is better on both counts: it keeps the identity better and is better in sync.**"
+    identity_text = (f"{identity} keeps the identity better" if identity
+                     else "Both keep the identity about equally well")
+    if summary_a.get("sync_confidence") is None and summary_b.get("sync_confidence") is None:
+        sync_text = "lip sync could not be measured in either (no moving mouth or no sound)"
+    else:
+        sync_text = f"{sync} is better in sync" if sync else "both are about equally in sync"
+    return f"**{identity_text}; {sync_text}.**"
+
+
+@friendly_errors(title="Can't compare these videos", unexpected=UNEXPECTED_COMPARE_ERROR)
+def compare_videos(portrait, video_a, video_b, audio=None, transcript="", progress=gr.Progress()):
+    """Measure two videos against the portrait they should show. Returns (table, plot,
+    verdict): one row per metric with both values and the better video, both videos'
+    identity and lip-sync curves over time, and a one-line verdict."""
+    from portraittalk.metrics import compare
+
+    portrait_path, path_a, path_b = check_compare_inputs(portrait, video_a, video_b)
+    audio_path = _as_path(audio)
+    if audio_path:
+        check_audio(audio_path)
+    words = (transcript or "").strip() or None
+    evaluations = []
+    for i, (name, path) in enumerate(zip(COMPARE_NAMES, (path_a, path_b))):
+        def report(frac: float, msg: str, i=i, name=name) -> None:
+            progress((i + frac) / 2, desc=f"Video {name}: {msg}")
+        evaluations.append(evaluate_cached(path, portrait_path, audio_path, words, report))
+    rows, curves = compare(*evaluations, names=COMPARE_NAMES)
+    verdict = compare_verdict(evaluations[0].summary(), evaluations[1].summary())
+    notes = [f"_Video {name}: {note}_" for name, ev in zip(COMPARE_NAMES, evaluations) for note in ev.notes]
+    return (pd.DataFrame(rows, columns=list(COMPARE_HEADERS)), curves[["time_s", "value", "series"]],
+            "\n\n".join([verdict] + notes))
+
+
+def last_result(video: Any, generate_portrait: Any, compare_portrait: Any):
+    """"Use my last result": the Generate tab's video, and its portrait when none is set here."""
+    path = _as_path(video)
+    if not path:
+        gr.Warning("There is no result yet: make a video on the Generate tab first.")
+        return gr.update(), gr.update()
+    portrait = gr.update() if _as_path(compare_portrait) or not _as_path(generate_portrait) else generate_portrait
+    return path, portrait
+
+
+# Starts both players at 0 together (A with its sound, B muted so the two tracks don't clash).
+PLAY_BOTH_JS = """
+() => {
+  const players = ['#pt-compare-a video', '#pt-compare-b video'].map(s => document.querySelector(s));
+  if (players.some(v => !v)) return;
+  players.forEach(v => { v.pause(); v.currentTime = 0; });
+  players[1].muted = true;
+  players.forEach(v => v.play().catch(() => {}));
+}
+"""
+
+COMPARE_INTRO = ("<span class='pt-steps'>Measure two videos of the same person — two runs with different "
+                 "settings, or a video from any other tool — against the portrait they should show.</span>")
+
+ABOUT_COMPARE = """
+**Identity (cosine):** each frame's face descriptor against the portrait's (dlib's
+face-recognition network), 1 = identical. **Lip sync (local r):** how closely the mouth's
+opening follows the loudness of the speech over the surrounding two seconds, 1 = perfectly.
+**Lip sync confidence** and **offset** come from lining up the mouth with the sound over the
+whole clip; an offset near 0 ms is best. The phone checks look at the moments the speech has
+a P/B/M (lips should close) or an open vowel (mouth should open). **ADFD** rolls identity,
+sync and smoothness into one 0–100 score. Without an audio file the videos' own sound is used.
+"""
+
+
+# ----------------------------------------------------------------------------------------
 # The page
 # ----------------------------------------------------------------------------------------
 def explain_unreadable_images(image: gr.Image) -> gr.Image:
@@ -593,85 +785,135 @@ def build_demo() -> gr.Blocks:
 
     with gr.Blocks(title="PortraitTalk — make a portrait talk", delete_cache=DELETE_CACHE) as demo:
         gr.HTML(HEADER.format(logo=ASSETS / "logo.svg"))
-        gr.Markdown(STEPS)
-        with gr.Row(equal_height=False):
-            # ---------------- inputs ----------------
-            with gr.Column(scale=1, min_width=320):
-                portrait = gr.Image(label="1 · Portrait photo", type="filepath", image_mode=None,
-                                    placeholder="Drop a photo here or click to upload: "
-                                                "one face, looking at the camera",
-                                    sources=["upload", "webcam", "clipboard"], height=260,
-                                    elem_id="pt-portrait")
-                explain_unreadable_images(portrait)
-                with gr.Accordion("More photos of the same person (optional)", open=False):
-                    references = gr.File(label="Extra portraits: every video frame is compared with all of them",
-                                         file_count="multiple", file_types=["image"], elem_id="pt-references")
-                audio = gr.Audio(label=f"2 · Speech (up to {MAX_AUDIO_SECONDS:g} s)",
-                                 sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
-                with gr.Row():
-                    transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
-                                            elem_id="pt-transcript",
-                                            placeholder="The words, for better lip sync (English)")
-                    prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
-                                        placeholder="e.g. calm, slight smile, nodding")
-                go = gr.Button("3 · Generate video", variant="primary", size="lg", elem_id="pt-generate")
-                examples_slot = gr.Column()  # filled after the outputs exist
-                with gr.Accordion("Guidance: lip sync, head movement, expression, blinking", open=False):
-                    audio_strength = gr.Slider(0, 2, 1, step=0.05, label="Lip-sync strength",
-                                               info="How strongly the mouth follows the speech. 0 = mouth still, 2 = exaggerated.")
-                    identity_strength = gr.Slider(0, 2, 1, step=0.05, label="Identity strength",
-                                                  info="How closely the face sticks to your photo. Higher = fewer changes to the face.")
-                    prompt_strength = gr.Slider(0, 2, 1, step=0.05, label="Prompt strength",
-                                                info="How much the style prompt matters. 0 = ignore the prompt.")
-                    head_motion = gr.Slider(0, 2, 1, step=0.05, label="Head movement",
-                                            info="0 = still head, 1 = natural nods and turns, 2 = lively.")
-                    expression = gr.Slider(0, 2, 1, step=0.05, label="Expression intensity",
-                                           info="Eyebrows and smile. 0 = neutral face, 2 = very expressive.")
-                    blink_rate = gr.Slider(0, 2, 1, step=0.05, label="Blinking",
-                                           info="0 = never blinks, 1 = natural, 2 = twice as often.")
-                with gr.Accordion("Advanced", open=False):
-                    with gr.Row():
-                        seed = gr.Number(0, label="Seed", precision=0, minimum=0,
-                                         info="Same seed + same inputs = same video.")
-                        fps = gr.Slider(10, 30, 25, step=1, label="Frames per second")
-                    max_size = gr.Dropdown(SIZE_CHOICES, value=DEFAULT_SIZE, label="Output size (long side, px)",
-                                           info="Bigger looks sharper but takes longer.")
-                    engine = gr.Radio(engines, value="warp", label="Engine", interactive=len(engines) > 1)
-                    gr.Markdown(engine_note, elem_id="pt-engine-note")
-                    with gr.Row():
-                        steps = gr.Slider(4, 50, DIFFUSION_STEPS_DEFAULT, step=1, label="Diffusion steps",
-                                          info="Diffusion engine only: more = finer detail, slower.",
-                                          interactive=diffusion_ok)
-                        guidance = gr.Slider(1, 10, GUIDANCE_DEFAULT, step=0.5, label="Guidance scale",
-                                             info="Diffusion engine only: how strictly it follows the audio, identity and prompt.",
-                                             interactive=diffusion_ok)
-            # ---------------- outputs ----------------
-            with gr.Column(scale=1, min_width=320):
-                preview = gr.Image(label="Face found — this face will talk", visible=False,
-                                   interactive=False, height=260, elem_id="pt-preview")
-                video = gr.Video(label="Talking video", interactive=False, buttons=["download"], height=420,
-                                 elem_id="pt-video")
-                plot = gr.LinePlot(x="frame", y="similarity", color="series",
-                                   color_map={PLOT_VIDEO: "#4f46e5", PLOT_LINE: "#dc2626"},
-                                   x_title="Video frame", y_title="Identity match", color_title="Line",
-                                   y_lim=[0, 1], label="Identity, frame by frame",
-                                   caption="1 = identical to your portrait; above the red line = the same person",
-                                   elem_id="pt-plot")
-                restore_cached_plots(plot)
-                summary = gr.Markdown(elem_id="pt-summary")
-                notes = gr.Markdown(elem_id="pt-notes")
-                downloads = gr.File(label="Downloads: identity scores (CSV, JSON) and motion track (JSON)",
-                                    file_count="multiple", interactive=False, elem_id="pt-downloads")
-                with gr.Accordion("What do these numbers mean?", open=False):
-                    gr.Markdown(ABOUT_SCORES)
+        with gr.Tabs(elem_id="pt-tabs"):
+            with gr.Tab("Generate", id="generate", elem_id="pt-tab-generate"):
+                gr.Markdown(STEPS)
+                with gr.Row(equal_height=False):
+                    # ---------------- inputs ----------------
+                    with gr.Column(scale=1, min_width=320):
+                        portrait = gr.Image(label="1 · Portrait photo", type="filepath", image_mode=None,
+                                            placeholder="Drop a photo here or click to upload: "
+                                                        "one face, looking at the camera",
+                                            sources=["upload", "webcam", "clipboard"], height=260,
+                                            elem_id="pt-portrait")
+                        explain_unreadable_images(portrait)
+                        with gr.Accordion("More photos of the same person (optional)", open=False):
+                            references = gr.File(label="Extra portraits: every video frame is compared with all of them",
+                                                 file_count="multiple", file_types=["image"], elem_id="pt-references")
+                        audio = gr.Audio(label=f"2 · Speech (up to {MAX_AUDIO_SECONDS:g} s)",
+                                         sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
+                        with gr.Row():
+                            transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
+                                                    elem_id="pt-transcript",
+                                                    placeholder="The words, for better lip sync (English)")
+                            prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
+                                                placeholder="e.g. calm, slight smile, nodding")
+                        go = gr.Button("3 · Generate video", variant="primary", size="lg", elem_id="pt-generate")
+                        examples_slot = gr.Column()  # filled after the outputs exist
+                        with gr.Accordion("Guidance: lip sync, head movement, expression, blinking", open=False):
+                            audio_strength = gr.Slider(0, 2, 1, step=0.05, label="Lip-sync strength",
+                                                       info="How strongly the mouth follows the speech. 0 = mouth still, 2 = exaggerated.")
+                            identity_strength = gr.Slider(0, 2, 1, step=0.05, label="Identity strength",
+                                                          info="How closely the face sticks to your photo. Higher = fewer changes to the face.")
+                            prompt_strength = gr.Slider(0, 2, 1, step=0.05, label="Prompt strength",
+                                                        info="How much the style prompt matters. 0 = ignore the prompt.")
+                            head_motion = gr.Slider(0, 2, 1, step=0.05, label="Head movement",
+                                                    info="0 = still head, 1 = natural nods and turns, 2 = lively.")
+                            expression = gr.Slider(0, 2, 1, step=0.05, label="Expression intensity",
+                                                   info="Eyebrows and smile. 0 = neutral face, 2 = very expressive.")
+                            blink_rate = gr.Slider(0, 2, 1, step=0.05, label="Blinking",
+                                                   info="0 = never blinks, 1 = natural, 2 = twice as often.")
+                        with gr.Accordion("Advanced", open=False):
+                            with gr.Row():
+                                seed = gr.Number(0, label="Seed", precision=0, minimum=0,
+                                                 info="Same seed + same inputs = same video.")
+                                fps = gr.Slider(10, 30, 25, step=1, label="Frames per second")
+                            max_size = gr.Dropdown(SIZE_CHOICES, value=DEFAULT_SIZE, label="Output size (long side, px)",
+                                                   info="Bigger looks sharper but takes longer.")
+                            engine = gr.Radio(engines, value="warp", label="Engine", interactive=len(engines) > 1)
+                            gr.Markdown(engine_note, elem_id="pt-engine-note")
+                            with gr.Row():
+                                steps = gr.Slider(4, 50, DIFFUSION_STEPS_DEFAULT, step=1, label="Diffusion steps",
+                                                  info="Diffusion engine only: more = finer detail, slower.",
+                                                  interactive=diffusion_ok)
+                                guidance = gr.Slider(1, 10, GUIDANCE_DEFAULT, step=0.5, label="Guidance scale",
+                                                     info="Diffusion engine only: how strictly it follows the audio, identity and prompt.",
+                                                     interactive=diffusion_ok)
+                    # ---------------- outputs ----------------
+                    with gr.Column(scale=1, min_width=320):
+                        preview = gr.Image(label="Face found — this face will talk", visible=False,
+                                           interactive=False, height=260, elem_id="pt-preview")
+                        video = gr.Video(label="Talking video", interactive=False, buttons=["download"], height=420,
+                                         elem_id="pt-video")
+                        plot = gr.LinePlot(x="frame", y="similarity", color="series",
+                                           color_map={PLOT_VIDEO: "#4f46e5", PLOT_LINE: "#dc2626"},
+                                           x_title="Video frame", y_title="Identity match", color_title="Line",
+                                           y_lim=[0, 1], label="Identity, frame by frame",
+                                           caption="1 = identical to your portrait; above the red line = the same person",
+                                           elem_id="pt-plot")
+                        restore_cached_plots(plot)
+                        summary = gr.Markdown(elem_id="pt-summary")
+                        notes = gr.Markdown(elem_id="pt-notes")
+                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON) and motion track (JSON)",
+                                            file_count="multiple", interactive=False, elem_id="pt-downloads")
+                        with gr.Accordion("What do these numbers mean?", open=False):
+                            gr.Markdown(ABOUT_SCORES)
 
-        with examples_slot:
-            rows, labels = example_rows()
-            if rows:
-                gr.Examples(rows, inputs=[portrait, audio, transcript],
-                            outputs=[video, plot, summary, downloads, notes], fn=generate_example,
-                            cache_examples=True, cache_mode=example_cache_mode(), example_labels=labels,
-                            label="Examples — click one to see its finished video", elem_id="pt-examples")
+                with examples_slot:
+                    rows, labels = example_rows()
+                    if rows:
+                        gr.Examples(rows, inputs=[portrait, audio, transcript],
+                                    outputs=[video, plot, summary, downloads, notes], fn=generate_example,
+                                    cache_examples=True, cache_mode=example_cache_mode(), example_labels=labels,
+                                    label="Examples — click one to see its finished video", elem_id="pt-examples")
+
+            with gr.Tab("Compare", id="compare", elem_id="pt-tab-compare"):
+                gr.Markdown(COMPARE_INTRO)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=260):
+                        compare_portrait = gr.Image(label="Portrait the videos should show", type="filepath",
+                                                    image_mode=None, sources=["upload", "clipboard"],
+                                                    height=220, elem_id="pt-compare-portrait")
+                        explain_unreadable_images(compare_portrait)
+                        with gr.Accordion("Speech and words (optional)", open=False):
+                            compare_audio = gr.Audio(label="Speech (default: each video's own sound)",
+                                                     sources=["upload"], type="filepath",
+                                                     elem_id="pt-compare-audio")
+                            compare_transcript = gr.Textbox("", label="What is said (English, optional)",
+                                                            max_lines=6, elem_id="pt-compare-transcript")
+                    players: list[gr.Video] = []  # side by side, A then B
+                    for name in COMPARE_NAMES:
+                        with gr.Column(scale=2, min_width=260):
+                            player = gr.Video(label=f"Video {name}", sources=["upload"], height=300,
+                                              elem_id=f"pt-compare-{name.lower()}")
+                            use_last = gr.Button(f"Use my last result as {name}", size="sm",
+                                                 elem_id=f"pt-use-last-{name.lower()}")
+                            use_last.click(last_result, inputs=[video, portrait, compare_portrait],
+                                           outputs=[player, compare_portrait], queue=False,
+                                           api_visibility="private")
+                            players.append(player)
+                with gr.Row():
+                    play_both = gr.Button("▶ Play both from the start (sound from A)", elem_id="pt-play-both")
+                    compare_go = gr.Button("Compare", variant="primary", elem_id="pt-compare")
+                verdict = gr.Markdown(elem_id="pt-verdict")
+                with gr.Row(equal_height=False):
+                    compare_table = gr.Dataframe(headers=list(COMPARE_HEADERS), label="Metrics",
+                                                 interactive=False, wrap=True, elem_id="pt-compare-table")
+                    compare_plot = gr.LinePlot(x="time_s", y="value", color="series",
+                                               x_title="Time (s)", y_title="Score", color_title="Curve",
+                                               y_lim=[-1, 1], label="Identity and lip sync over time",
+                                               caption="Identity: 1 = identical to the portrait. "
+                                                       "Lip sync: 1 = the mouth follows the sound closely.",
+                                               elem_id="pt-compare-plot")
+                with gr.Accordion("What do these numbers mean?", open=False):
+                    gr.Markdown(ABOUT_COMPARE)
+                play_both.click(None, js=PLAY_BOTH_JS, api_visibility="private")
+                compare_go.click(compare_videos,
+                                 inputs=[compare_portrait, *players, compare_audio,
+                                         compare_transcript],
+                                 outputs=[compare_table, compare_plot, verdict], api_name="compare",
+                                 show_progress_on=[compare_table, compare_plot],
+                                 concurrency_id="render", concurrency_limit=RENDER_CONCURRENCY)
 
         inputs = [portrait, audio, transcript, prompt, references, audio_strength, identity_strength,
                   prompt_strength, head_motion, expression, blink_rate, seed, fps, max_size, engine,

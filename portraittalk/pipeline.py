@@ -303,8 +303,13 @@ class PortraitTalkPipeline:
         """
         from .diffusion.data import crop_square, face_crop_box, to_crop_coords
         from .diffusion.engine import DiffusionEngine
+        from .diffusion.loading import configured_weights
         from .diffusion.structure import structure_map_from_landmarks
 
+        if configured_weights(s.weights) is None:
+            # No PortraitTalk weights: refine the warp engine's frames with public base weights.
+            yield from self._refined_frames(s, renderer, motion, portrait, face)
+            return
         engine = DiffusionEngine.from_config(s.weights, s.device)  # clear error when unavailable
         box = face_crop_box(face.landmarks[:, :2], 1.6)
         size = engine.resolution()
@@ -322,6 +327,33 @@ class PortraitTalkPipeline:
                               steps=int(s.diffusion_steps), guidance=float(s.guidance_scale), seed=s.seed)
         for crop, fbox in zip(crops, boxes):
             yield paste_crop(portrait.rgb, crop, box), fbox
+
+
+    def _refined_frames(self, s: RenderSettings, renderer, motion: MotionTrack, portrait: Portrait,
+                        face: FaceAnalysis):
+        """Refine mode: the warp engine's face crops through AnimateDiff video-to-video with an
+        IP-Adapter (identity) and the prompt, at a strength set by the prompt strength.
+
+        The warp frames are rendered twice (once for the crops, once to paste into): that is
+        cheaper than keeping every full frame in memory.
+        """
+        from .diffusion.data import crop_square, face_crop_box
+        from .diffusion.engine import DiffusionEngine
+
+        engine = DiffusionEngine.for_refine(s.device)  # clear error without a GPU
+        box = face_crop_box(face.landmarks[:, :2], 1.6)
+        crops = np.stack([crop_square(renderer.render(motion.frame(i)).rgb, box, REFINE_CROP)
+                          for i in range(motion.n_frames)])
+        refined = engine.refine(crops, [crop_square(portrait.rgb, box, REFINE_CROP)], prompt=s.prompt,
+                                strength=float(np.clip(0.35 * s.prompt_strength, 0.05, 0.8)),
+                                steps=int(s.diffusion_steps), guidance=float(s.guidance_scale),
+                                identity_scale=float(np.clip(0.6 * s.identity_strength, 0, 1.2)), seed=s.seed)
+        for i in range(motion.n_frames):
+            f = renderer.render(motion.frame(i))
+            yield paste_crop(f.rgb, refined[i], box), f.box
+
+
+REFINE_CROP = 512  # face-crop side for refine mode (Stable Diffusion 1.5's native size)
 
 
 def paste_crop(frame: np.ndarray, crop: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

@@ -55,3 +55,41 @@ def test_prompt_is_understood_reported_and_changes_the_face(pipeline, tmp_path):
     b = next(read_frames(tmp_path / "b.mp4")).astype(float)
     bluish = lambda im: (im[..., 2] > im[..., 0] + 10).mean()
     assert bluish(a) > 0.2 and bluish(b) < 0.02
+
+
+def test_refine_mode_without_weights_refines_the_warp_frames(pipeline, tmp_path, monkeypatch):
+    from transformers import CLIPImageProcessorPil
+
+    import portraittalk.pipeline as pl
+    from portraittalk.diffusion import tiny
+    from portraittalk.diffusion.engine import DiffusionEngine
+    from portraittalk.diffusion.refine import PortraitRefiner
+
+    tokenizer = tiny.tiny_tokenizer()
+    unet = tiny.tiny_unet()
+    refiner = PortraitRefiner.from_components(
+        vae=tiny.tiny_vae(), text_encoder=tiny.tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
+        motion_adapter=tiny.tiny_motion_adapter(), scheduler=tiny.tiny_scheduler(), image_encoder=tiny.tiny_image_encoder(),
+        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        ip_adapter_state_dict=tiny.tiny_ip_adapter_state_dict(unet),
+    )
+    real_for_refine = DiffusionEngine.for_refine
+    monkeypatch.setattr(DiffusionEngine, "for_refine",
+                        classmethod(lambda cls, device=None: real_for_refine.__func__(cls, device="cpu", refiner=refiner)))
+    monkeypatch.setattr(pl, "REFINE_CROP", 32)
+    monkeypatch.delenv("PORTRAITTALK_WEIGHTS", raising=False)
+    out = tmp_path / "refined.mp4"
+    res = pipeline.render(EXAMPLES / "astronaut_eileen_collins.jpg", EXAMPLES / "librivox_0880.wav", out,
+                          RenderSettings(engine="diffusion", device="cpu", diffusion_steps=2, max_size=256, fps=8,
+                                         prompt="a calm person", score_identity=False))
+    info = probe_video(out)
+    assert info.n_frames == res.motion.n_frames == 24
+    assert (info.width, info.height) == (204, 256)
+    # The face crop was replaced (random tiny weights change it); the frame corners were not.
+    warp = tmp_path / "warp.mp4"
+    pipeline.render(EXAMPLES / "astronaut_eileen_collins.jpg", EXAMPLES / "librivox_0880.wav", warp,
+                    RenderSettings(max_size=256, fps=8, prompt="a calm person", score_identity=False))
+    a, b = next(read_frames(out)).astype(int), next(read_frames(warp)).astype(int)
+    assert np.abs(a[:6, :6] - b[:6, :6]).mean() < 4
+    h, w = a.shape[:2]
+    assert np.abs(a[h // 4:h // 2, w // 3:2 * w // 3] - b[h // 4:h // 2, w // 3:2 * w // 3]).mean() > 5
