@@ -505,6 +505,11 @@ def generate_example(portrait, audio, transcript):
 # Compare: two videos of the same person measured against the portrait, side by side
 # ----------------------------------------------------------------------------------------
 COMPARE_NAMES = ("A", "B")
+# Plot legend: short series names (they must fit beside a half-width plot), one hue per
+# video, identity dark and lip sync light.
+COMPARE_CURVES = {"identity (cosine)": "identity", "lip sync (local r)": "lip sync"}
+COMPARE_COLORS = {"A identity": "#4338ca", "A lip sync": "#a5b4fc",
+                  "B identity": "#be185d", "B lip sync": "#f9a8d4"}
 UNEXPECTED_COMPARE_ERROR = ("Something went wrong on our side while measuring the videos. Please try again; "
                             "if it keeps happening, try other videos.")
 # Differences smaller than these are called a draw in the verdict: identity as the mean
@@ -644,6 +649,7 @@ def compare_videos(portrait, video_a, video_b, audio=None, transcript="", progre
     rows, curves = compare(*evaluations, names=COMPARE_NAMES)
     verdict = compare_verdict(evaluations[0].summary(), evaluations[1].summary())
     notes = [f"_Video {name}: {note}_" for name, ev in zip(COMPARE_NAMES, evaluations) for note in ev.notes]
+    curves = curves.assign(series=curves["video"] + " " + curves["metric"].map(COMPARE_CURVES))
     return (pd.DataFrame(rows, columns=list(COMPARE_HEADERS)), curves[["time_s", "value", "series"]],
             "\n\n".join([verdict] + notes))
 
@@ -871,7 +877,7 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown(COMPARE_INTRO)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=260):
-                        compare_portrait = gr.Image(label="Portrait the videos should show", type="filepath",
+                        compare_portrait = gr.Image(label="Portrait", type="filepath",
                                                     image_mode=None, sources=["upload", "clipboard"],
                                                     height=220, elem_id="pt-compare-portrait")
                         explain_unreadable_images(compare_portrait)
@@ -898,8 +904,11 @@ def build_demo() -> gr.Blocks:
                 verdict = gr.Markdown(elem_id="pt-verdict")
                 with gr.Row(equal_height=False):
                     compare_table = gr.Dataframe(headers=list(COMPARE_HEADERS), label="Metrics",
-                                                 interactive=False, wrap=True, elem_id="pt-compare-table")
-                    compare_plot = gr.LinePlot(x="time_s", y="value", color="series",
+                                                 interactive=False, wrap=True, max_height=720, scale=3,
+                                                 column_widths=["46%", "20%", "20%", "14%"],
+                                                 elem_id="pt-compare-table")
+                    compare_plot = gr.LinePlot(x="time_s", y="value", color="series", scale=2,
+                                               color_map=COMPARE_COLORS,
                                                x_title="Time (s)", y_title="Score", color_title="Curve",
                                                y_lim=[-1, 1], label="Identity and lip sync over time",
                                                caption="Identity: 1 = identical to the portrait. "
