@@ -957,12 +957,16 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate",
                        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
 
+MAX_UPLOAD = os.environ.get("PORTRAITTALK_MAX_UPLOAD", "50mb")  # per file; larger uploads are refused
+
+
 def launch(demo: gr.Blocks, **overrides: Any):
     """Start the server: loopback unless GRADIO_SERVER_NAME says otherwise, never shared."""
     options: dict[str, Any] = dict(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
         share=False, theme=THEME, css_paths=[ASSETS / "app.css"], favicon_path=ASSETS / "logo.svg",
+        max_file_size=MAX_UPLOAD,
         allowed_paths=[str(ASSETS), str(RESULT_CACHE_DIR)], footer_links=["api", "gradio"],
     )
     options.update(overrides)

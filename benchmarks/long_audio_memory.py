@@ -7,7 +7,7 @@ Each length renders in a fresh child process, so every figure is that render's o
 speech is the bundled LibriVox clips (real speech) joined end to end until the length is
 reached. Per render it reports:
 
-* ``peak_rss_mb``: the child's peak resident memory (``ru_maxrss``), models included;
+* ``peak_rss_mb``: the child's peak resident memory (VmHWM), models included;
 * ``rss_models_mb``: its resident memory after the models were loaded, before the render;
 * ``rss_at_mb``: resident memory sampled at 25 %, 50 %, 75 % and 100 % of the frames: a render
   whose memory is flat in the length stays level through the clip;
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,16 @@ def build_speech(seconds: float, out_dir: Path) -> Path:
         total += len(piece)
         i += 1
     return write_wav(out_dir / f"speech_{seconds:g}s.wav", np.concatenate(parts)[:target], ANALYSIS_RATE)
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM). Unlike ru_maxrss it does not inherit
+    the peak of the process that started this one (Linux carries that across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line")
 
 
 def _rss_mb() -> float:
@@ -98,7 +107,9 @@ def render_and_measure(image: Path, audio: Path, out: Path, max_size: int, ident
             if me is not None:
                 for child in me.children(recursive=True):
                     try:
-                        peak[1] = max(peak[1], child.memory_info().rss / 2**20)
+                        # By name: a child caught between fork and exec still shows Python's pages.
+                        if child.name().startswith("ffmpeg"):
+                            peak[1] = max(peak[1], child.memory_info().rss / 2**20)
                     except psutil.Error:
                         pass
             stop.wait(0.05)
@@ -115,7 +126,7 @@ def render_and_measure(image: Path, audio: Path, out: Path, max_size: int, ident
         "frames": result.report["video"]["frames"],
         "size": result.report["video"]["size"],
         "identity": identity,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_rss_during_render_mb": round(peak[0], 1),
         "rss_models_mb": round(rss_models, 1),
         "rss_at_mb": samples,

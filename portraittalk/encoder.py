@@ -54,7 +54,7 @@ class VideoEncoder:
     """
 
     def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
-                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "superfast"):
+                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast"):
         width, height = int(size[0]), int(size[1])
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")
@@ -175,6 +175,8 @@ class VideoEncoder:
             # Read no more audio than the video lasts: the two tracks end together.
             "-t", f"{video_duration:.6f}", "-i", str(self.audio_path),
             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+            # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
+            "-af", "aformat=sample_fmts=s16",
             "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate),
             "-movflags", "+faststart", "-f", "mp4", str(muxed),
         ]

@@ -64,6 +64,10 @@ class RenderSettings:
         for name in ("audio_strength", "identity_strength", "prompt_strength", "head_motion",
                      "expression_intensity", "blink_rate"):
             check(name, getattr(self, name), 0, 2)
+        whole = isinstance(self.seed, (int, np.integer)) or (isinstance(self.seed, float) and self.seed.is_integer())
+        if not whole or not 0 <= int(self.seed) < 2**63:
+            raise InputError(f"The setting 'seed' must be a whole number from 0 up (got {self.seed!r}).")
+        self.seed = int(self.seed)
         check("diffusion_steps", self.diffusion_steps, 1, 200)
         check("guidance_scale", self.guidance_scale, 0, 20)
         if len(self.prompt or "") > 1000 or len(self.transcript or "") > 20000:
@@ -149,6 +153,7 @@ class PortraitTalkPipeline:
         from .speech import analyze_speech
 
         s = (settings or RenderSettings()).validated()
+        out_path = check_output_path(out_path)  # before any work: a bad path fails at once
         report_progress = progress or (lambda stage, frac, msg: None)
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -235,8 +240,6 @@ class PortraitTalkPipeline:
         worker = threading.Thread(target=score_worker, daemon=True) if stream is not None else None
         if worker:
             worker.start()
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         h, w = portrait.rgb.shape[:2]
         t0 = time.perf_counter()
         try:
@@ -369,6 +372,22 @@ def paste_crop(frame: np.ndarray, crop: np.ndarray, box: tuple[float, float, flo
     r = np.sqrt(((xx - (x0 + x1) / 2) / (side * 0.46)) ** 2 + ((yy - (y0 + y1) / 2) / (side * 0.48)) ** 2)
     alpha = np.clip((1.0 - r) / 0.12, 0, 1)[..., None]
     return (frame * (1 - alpha) + warped * alpha + 0.5).astype(np.uint8)
+
+
+def check_output_path(out_path: str | Path) -> Path:
+    """The video can be written there, or one sentence says why not (nothing is overwritten but a file)."""
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise InputError(f"The output '{out_path}' is a folder; give a file name such as '{out_path / 'talk.mp4'}'.")
+    parent = out_path.parent
+    for p in (parent, *parent.parents):
+        if p.exists() and not p.is_dir():
+            raise InputError(f"The output folder '{parent}' cannot be created because '{p}' is a file.")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"The output folder '{parent}' cannot be created ({err.strerror}); choose another place.") from None
+    return out_path
 
 
 class _Timer:

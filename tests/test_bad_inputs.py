@@ -447,7 +447,7 @@ def test_out_of_range_setting_is_refused_before_any_work(pipeline, folder, speec
 @pytest.mark.parametrize("values", [
     {"transcript": "he was \udcff\udcfe not an ill \x00\x07 disposed"},  # undecodable bytes, control characters
     {"transcript": "zebra quantum " * 1400},  # long (≈20 000 characters, the limit) and wrong
-    {"prompt": "calm \udcff smile " + "é" * 200},
+    {"prompt": "slight smile; \udcff\x00 nods"},
     {"seed": 2**63 - 1, "fps": 60},
 ], ids=["non_utf8_transcript", "transcript_at_the_limit", "non_utf8_prompt", "huge_seed_60fps"])
 def test_odd_but_valid_settings_still_make_a_video(pipeline, folder, speech, values):
@@ -585,6 +585,27 @@ def test_app_answers_bad_input_with_a_sentence(app_client, folder, photo, speech
     message = _app_error(app_client, image, audio, **settings)
     assert phrase in message, message
     assert "Traceback" not in message and 'File "' not in message and "\n" not in message.strip()
+
+
+def test_app_never_opens_a_server_path_named_by_the_client(app_client, folder, photo):
+    """A raw API call naming a file already on the server (not uploaded) is refused; only
+    uploads reach the pipeline. (gradio_client would upload a local path, so plain HTTP.)"""
+    import httpx
+
+    secret_portrait = _save(folder, "private_portrait.jpg", photo)  # on the server, never uploaded
+    url = app_client.src.rstrip("/") + "/"
+    clip = httpx.post(url + "gradio_api/upload", files=[("files", open(example("librivox_0880.wav"), "rb"))],
+                      timeout=60).json()[0]
+
+    def file_data(path: str) -> dict:
+        return {"path": path, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+    for path in (str(secret_portrait), f"{clip}/../../../{secret_portrait}"):
+        data = [file_data(path), file_data(clip), "", "", None, 1, 1, 1, 1, 1, 1, 0, 25, SIZE, "warp", 25, 3.5]
+        event = httpx.post(url + "gradio_api/call/render", json={"data": data}, timeout=60).json()["event_id"]
+        answer = httpx.get(url + f"gradio_api/call/render/{event}", timeout=300).text
+        assert answer.startswith("event: error"), answer[:300]
+        assert "portraittalk.mp4" not in answer and "Traceback" not in answer
 
 
 def test_app_keeps_serving_and_renders_difficult_inputs(app_client, folder, photo, speech, speech_samples):
