@@ -275,6 +275,7 @@ class PortraitTalkPipeline:
             if msg not in warnings:
                 warnings.append(msg)
         report_progress("done", 1.0, "Done")
+        release_freed_memory()
         report = build_report(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings)
         report["engine"] = s.engine
         report["prompt"] = controls.to_dict() if controls is not None else None
@@ -372,6 +373,18 @@ def paste_crop(frame: np.ndarray, crop: np.ndarray, box: tuple[float, float, flo
     r = np.sqrt(((xx - (x0 + x1) / 2) / (side * 0.46)) ** 2 + ((yy - (y0 + y1) / 2) / (side * 0.48)) ** 2)
     alpha = np.clip((1.0 - r) / 0.12, 0, 1)[..., None]
     return (frame * (1 - alpha) + warped * alpha + 0.5).astype(np.uint8)
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by a finished render back to the system (glibc keeps it otherwise,
+    so a long-running server would sit at its highest peak)."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def check_output_path(out_path: str | Path) -> Path:

@@ -215,6 +215,37 @@ def test_unusable_portrait_is_refused_with_a_sentence(pipeline, folder, photo, s
     assert not out.exists()
 
 
+_LOAD_IN_CHILD = """
+import json, sys
+from portraittalk.image_io import load_portrait
+p = load_portrait(sys.argv[1], max_size=512)
+top = p.rgb[:40].reshape(-1, 3).mean(axis=0).tolist()
+# VmHWM: this process's own peak (ru_maxrss would include the parent's, carried across exec).
+peak_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"size": p.size, "notes": p.notes, "top": top, "peak_mb": peak_kb / 1024}))
+"""
+
+
+def test_large_transparent_photo_decodes_in_bounded_memory(folder):
+    """16 megapixels with an alpha channel (allowed, under the pixel cap): shrunk while decoding,
+    so a few such uploads at once cannot exhaust the server's memory."""
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 255, (80, 80, 4), dtype=np.uint8)
+    tile[..., 3] = 255
+    tile[:8, :, 3] = 0  # a transparent band along the top tenth
+    big = np.asarray(Image.fromarray(tile).resize((4000, 4000), Image.Resampling.NEAREST))
+    path = folder / "poster.png"
+    Image.fromarray(big).save(path, compress_level=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)
+    result = json.loads(done.stdout)
+    assert result["size"] == [512, 512]
+    assert np.allclose(result["top"], 200, atol=1)  # the transparent band became the grey background
+    # Decoding alone holds 64 MB of RGBA; converting at full size took about 1 GB.
+    assert result["peak_mb"] < 400, result
+
+
 def test_no_face_in_a_real_photo(pipeline, folder, speech):
     coffee = SAMPLES / "images" / "coffee_no_face.png"
     if not coffee.is_file():
