@@ -51,7 +51,7 @@ import pandas as pd
 from portraittalk import __version__ as PORTRAITTALK_VERSION
 from portraittalk.errors import PortraitTalkError, InputError
 from portraittalk.metrics import COMPARE_HEADERS
-from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, RenderSettings
+from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, RenderSettings, limit_malloc_arenas
 
 log = logging.getLogger("portraittalk.app")
 
@@ -974,6 +974,7 @@ def launch(demo: gr.Blocks, **overrides: Any):
 
 
 def main() -> None:
+    limit_malloc_arenas()  # first, before the server starts its request threads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
     t0 = time.perf_counter()

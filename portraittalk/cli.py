@@ -102,9 +102,13 @@ def read_text_arg(value: str | None) -> str | None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from .pipeline import PortraitTalkPipeline, RenderSettings
+    from .pipeline import PortraitTalkPipeline, RenderSettings, check_output_path
 
     check_files((("portrait", args.image), ("audio", args.audio)))
+    # Report files are checked before the render, so a bad path never ends in a traceback after it.
+    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json")):
+        if report:
+            check_output_path(report, example_name)
     transcript = read_text_arg(args.transcript)
     settings = RenderSettings(
         fps=args.fps, seed=args.seed, max_size=args.max_size, transcript=transcript,

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .audio_io import split_ffmpeg_fields, ffmpeg_exe, probe_audio
+from .audio_io import INPUT_GUARD, ffmpeg_exe, probe_audio, split_ffmpeg_fields
 from .errors import PortraitTalkError
 
 # Sample rates the AAC encoder (and browsers) accept; anything else is resampled.
@@ -173,7 +173,7 @@ class VideoEncoder:
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-i", str(self._video_tmp),
             # Read no more audio than the video lasts: the two tracks end together.
-            "-t", f"{video_duration:.6f}", "-i", str(self.audio_path),
+            "-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", str(self.audio_path),
             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
             # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
             "-af", "aformat=sample_fmts=s16",
@@ -185,7 +185,11 @@ class VideoEncoder:
             muxed.unlink(missing_ok=True)
             log = proc.stderr.decode("utf-8", "replace")
             raise VideoEncodingError(f"Adding the audio track failed: {_last_line(log)}", log)
-        os.replace(muxed, self.out_path)
+        try:
+            os.replace(muxed, self.out_path)
+        except OSError:
+            muxed.unlink(missing_ok=True)
+            raise
 
     def _fail(self, what: str) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -145,7 +145,7 @@ class PortraitTalkPipeline:
     def render(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
                references: list[str | Path | bytes] | None = None) -> RenderResult:
-        from .audio_io import load_audio
+        from .audio_io import load_audio, muxable_audio
         from .encoder import VideoEncoder
         from .motion import apply_prompt, build_motion_track
         from .prompt import parse_prompt
@@ -243,7 +243,8 @@ class PortraitTalkPipeline:
         h, w = portrait.rgb.shape[:2]
         t0 = time.perf_counter()
         try:
-            with VideoEncoder(out_path, (w, h), s.fps, audio_path=audio) as enc:
+            # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
+            with muxable_audio(clip) as sound, VideoEncoder(out_path, (w, h), s.fps, audio_path=sound) as enc:
                 for i, (rgb, box) in enumerate(frames):
                     enc.write(rgb)
                     if worker:
@@ -375,6 +376,23 @@ def paste_crop(frame: np.ndarray, crop: np.ndarray, box: tuple[float, float, flo
     return (frame * (1 - alpha) + warped * alpha + 0.5).astype(np.uint8)
 
 
+# glibc's M_ARENA_MAX option for mallopt().
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """Cap glibc's per-thread allocation arenas for a long-running server.
+
+    Every request thread otherwise gets an arena of its own that keeps its high-water mark,
+    so a server's memory would ratchet up with each burst of visitors.
+    """
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, count)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def release_freed_memory() -> None:
     """Give memory freed by a finished render back to the system (glibc keeps it otherwise,
     so a long-running server would sit at its highest peak)."""
@@ -387,11 +405,11 @@ def release_freed_memory() -> None:
         pass
 
 
-def check_output_path(out_path: str | Path) -> Path:
-    """The video can be written there, or one sentence says why not (nothing is overwritten but a file)."""
+def check_output_path(out_path: str | Path, example_name: str = "talk.mp4") -> Path:
+    """A file can be written there, or one sentence says why not (nothing is overwritten but a file)."""
     out_path = Path(out_path)
     if out_path.is_dir():
-        raise InputError(f"The output '{out_path}' is a folder; give a file name such as '{out_path / 'talk.mp4'}'.")
+        raise InputError(f"The output '{out_path}' is a folder; give a file name such as '{out_path / example_name}'.")
     parent = out_path.parent
     for p in (parent, *parent.parents):
         if p.exists() and not p.is_dir():

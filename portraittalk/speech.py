@@ -216,7 +216,8 @@ def acoustic_features(samples: np.ndarray) -> AcousticFeatures:
     y = samples if len(samples) >= YIN_FRAME else np.pad(samples, (0, YIN_FRAME - len(samples)))
     n_hops = len(samples) // HOP + 1
 
-    rms = np.sqrt(np.mean(np.square(centred_frames(y, 400), dtype=np.float64), axis=1))[:n_hops]
+    rms = _blockwise(lambda f: np.sqrt(np.mean(np.square(f, dtype=np.float64), axis=1)),
+                     centred_frames(y, 400))[:n_hops]
     db = 20.0 * np.log10(np.maximum(rms, 1e-6))
     loud_db = float(np.percentile(db, LOUD_PERCENTILE))
     noise_db = float(np.percentile(db, NOISE_PERCENTILE))
@@ -234,10 +235,14 @@ def acoustic_features(samples: np.ndarray) -> AcousticFeatures:
     voicing = np.clip((0.45 - aperiodicity) / 0.25, 0.0, 1.0) * (db > noise_db + 3.0)
     f0 = np.where(voicing > 0.5, f0, 0.0)
 
-    spec = np.abs(np.fft.rfft(centred_frames(y, 512) * np.hanning(512), axis=1))[:n_hops] ** 2
     freqs = np.fft.rfftfreq(512, 1.0 / SAMPLE_RATE)
-    low = spec[:, (freqs >= 200) & (freqs < 1000)].sum(axis=1)
-    high = spec[:, (freqs >= 1000) & (freqs < 3500)].sum(axis=1)
+    bands = ((freqs >= 200) & (freqs < 1000), (freqs >= 1000) & (freqs < 3500))
+
+    def band_energy(f: np.ndarray) -> np.ndarray:
+        spec = np.abs(np.fft.rfft(f * np.hanning(512), axis=1)) ** 2
+        return np.stack([spec[:, band].sum(axis=1) for band in bands], axis=1)
+
+    low, high = _blockwise(band_energy, centred_frames(y, 512))[:n_hops].T
     brightness = np.log2((high + 1e-10) / (low + 1e-10))
     return AcousticFeatures(db=db.astype(np.float32), energy=energy.astype(np.float32), loud=loud,
                             f0=f0.astype(np.float32), voicing=voicing.astype(np.float32),
@@ -262,6 +267,16 @@ def _enough_speech(activity: np.ndarray, feats: AcousticFeatures, phones: list[P
     return voiced_active >= 0.1 and phone_time >= 0.2
 
 
+# Per-hop analyses run on blocks of this many hops (10 s): their FFT buffers take a few kB per
+# hop, so analysing the whole clip at once would need memory in proportion to its length.
+BLOCK_HOPS = 1000
+
+
+def _blockwise(fn, frames: np.ndarray) -> np.ndarray:
+    """``fn`` (frames → per-frame rows) over consecutive blocks of ``frames``, joined."""
+    return np.concatenate([fn(frames[i:i + BLOCK_HOPS]) for i in range(0, len(frames), BLOCK_HOPS)], axis=0)
+
+
 def centred_frames(y: np.ndarray, length: int) -> np.ndarray:
     """(n_hops, length) windows of ``y`` centred on k × HOP (zero-padded at the ends), as a view."""
     padded = np.pad(y, (length // 2, length - length // 2))
@@ -276,7 +291,12 @@ def yin_pitch(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     come from one pass; and importing librosa costs ~5 s of CPU per process (numba), more than
     analysing a 20 s clip.
     """
-    frames = centred_frames(y, YIN_FRAME).T  # (L, n)
+    f0, aperiodicity = _blockwise(lambda f: np.stack(_yin_frames(f.T, sr), axis=1), centred_frames(y, YIN_FRAME)).T
+    return f0, aperiodicity
+
+
+def _yin_frames(frames: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """YIN on (L, n) frames."""
     min_p, max_p = int(sr // F0_MAX), int(np.ceil(sr / F0_MIN))
     n_fft = 1 << int(np.ceil(np.log2(2 * YIN_FRAME)))  # zero-padded: linear, not circular, correlation
     power = np.abs(np.fft.rfft(frames, n=n_fft, axis=0)) ** 2

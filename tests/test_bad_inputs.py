@@ -438,6 +438,19 @@ def test_difficult_recordings_still_make_a_video(pipeline, folder, speech, speec
     assert {"speaks": speaks, "idle": idle, "speaks_or_idle": speaks or idle}[expect], (jaw.max(), result.warnings)
 
 
+def test_nan_samples_are_silenced_not_turned_into_clicks(pipeline, folder, speech_samples):
+    clean = render(pipeline, example("grace_hopper.jpg"), _float_wav(folder / "clean_float.wav", speech_samples,
+                   ANALYSIS_RATE), folder / "clean_float.mp4")
+    broken = render(pipeline, example("grace_hopper.jpg"), _float_wav(folder / "nan_float.wav",
+                    _with_nan(speech_samples), ANALYSIS_RATE), folder / "nan_float.mp4")
+    heard = {name: load_audio(r.video_path).samples for name, r in (("clean", clean), ("nan", broken))}
+    rms = {name: float(np.sqrt(np.mean(np.square(x)))) for name, x in heard.items()}
+    peak = {name: float(np.abs(x).max()) for name, x in heard.items()}
+    # One bad sample in ~60 at full scale would more than double the level and peak at 1.0.
+    assert 0.85 < rms["nan"] / rms["clean"] < 1.15, rms
+    assert peak["nan"] < 1.2 * peak["clean"] + 0.02, peak
+
+
 def test_recording_details_are_reported(pipeline, folder, speech):
     audio = _convert(speech, folder / "report_96k_6ch.wav", "-ar", "96000", "-ac", "6", "-c:a", "pcm_s24le")
     result = render(pipeline, example("grace_hopper.jpg"), audio, folder / "report.mp4")
@@ -501,7 +514,7 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 # A representative subset (each run starts a fresh process); the pipeline table covers the rest.
 @pytest.mark.parametrize("case", [
     "zero_byte_portrait", "text_as_audio", "too_short_audio", "fps_zero", "negative_seed",
-    "output_is_a_folder", "output_under_a_file",
+    "output_is_a_folder", "output_under_a_file", "scores_under_a_file", "motion_is_a_folder",
 ])
 def test_cli_refuses_bad_input_with_one_line(folder, photo, speech, speech_samples, case):
     image, audio = str(example("grace_hopper.jpg")), str(speech)
@@ -511,6 +524,7 @@ def test_cli_refuses_bad_input_with_one_line(folder, photo, speech, speech_sampl
         "zero_byte_portrait": "empty (0 bytes)", "text_as_audio": "could not be read as audio",
         "too_short_audio": "0.20 s", "fps_zero": "'fps' must be between", "negative_seed": "seed",
         "output_is_a_folder": "folder", "output_under_a_file": "cannot",
+        "scores_under_a_file": "cannot", "motion_is_a_folder": "motion.json",
     }[case]
     if case == "zero_byte_portrait":
         image = str(_write(folder, "cli_empty.jpg", b""))
@@ -527,6 +541,11 @@ def test_cli_refuses_bad_input_with_one_line(folder, photo, speech, speech_sampl
         out.mkdir(exist_ok=True)
     elif case == "output_under_a_file":
         out = _write(folder, "cli_plain_file", b"x") / "video.mp4"
+    elif case == "scores_under_a_file":  # refused before the render, not after it
+        extra = ["--scores", str(_write(folder, "cli_scores_file", b"x") / "scores.json")]
+    elif case == "motion_is_a_folder":
+        (folder / "cli_motion_dir").mkdir(exist_ok=True)
+        extra = ["--motion", str(folder / "cli_motion_dir")]
     done = run_cli("--image", image, "--audio", audio, "--out", str(out), "--max-size", str(SIZE),
                    "--no-identity", *extra)
     lines = done.stderr.strip().splitlines()

@@ -40,8 +40,6 @@ def benchmark_module():
     return module
 
 
-@pytest.mark.xfail(reason="known: peak RSS still grows ~0.25 MB per frame without identity scoring "
-                          "(8 s → 40 s: +200 MB); bounded well under 2 GB for 60 s, cause not found yet", strict=False)
 def test_peak_memory_does_not_grow_with_the_clip_length():
     bench = benchmark_module()
     short = bench.measure(8, max_size=128, identity=False, timeout_s=600)
