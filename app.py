@@ -74,8 +74,11 @@ QUEUE_SIZE = int(_env_number("PORTRAITTALK_QUEUE_SIZE", 16))
 RESULT_CACHE_DIR = Path(os.environ.get("PORTRAITTALK_RESULT_CACHE",
                                        Path(tempfile.gettempdir()) / "portraittalk-results"))
 RESULT_CACHE_ENTRIES = int(_env_number("PORTRAITTALK_RESULT_CACHE_ENTRIES", 24))
-# Gradio's own copies of uploads and outputs: swept every 30 min, removed after 1 h.
+# Gradio's own copies of uploads and outputs: swept every 30 min, removed after 1 h; and, so a
+# burst of uploads cannot fill the disk in between, trimmed oldest-first past a size every minute.
 DELETE_CACHE = (1800, 3600)
+UPLOAD_CACHE_MB = _env_number("PORTRAITTALK_UPLOAD_CACHE_MB", 2048)
+UPLOAD_SWEEP_S, UPLOAD_IN_USE_S = 60.0, 600.0
 DEFAULT_SIZE = 512  # long side of the video; the CPU engine renders this in about real time × 3
 SIZE_CHOICES = [256, 384, 512, 640, 768, 1024]
 MAX_REFERENCES = 4
@@ -219,6 +222,45 @@ class ResultCache:
 
 
 RESULTS = ResultCache(RESULT_CACHE_DIR, RESULT_CACHE_ENTRIES)
+
+
+def trim_folder(root: Path, max_bytes: int, keep_newer_than_s: float) -> int:
+    """Delete the oldest files under ``root`` until it holds at most ``max_bytes``; files younger
+    than ``keep_newer_than_s`` may belong to a request in progress and are kept. Returns the
+    number of bytes freed."""
+    files = []
+    for path in Path(root).rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                st = path.stat()
+                files.append((st.st_mtime, st.st_size, path))
+        except OSError:  # removed meanwhile
+            continue
+    total = sum(size for _, size, _ in files)
+    freed, now = 0, time.time()
+    for mtime, size, path in sorted(files):
+        if total - freed <= max_bytes or now - mtime < keep_newer_than_s:
+            break
+        try:
+            path.unlink()
+            freed += size
+        except OSError:
+            continue
+    return freed
+
+
+def start_upload_trimmer(root: Path, max_bytes: int, every_s: float = UPLOAD_SWEEP_S) -> threading.Event:
+    """Trim ``root`` every ``every_s`` seconds in a daemon thread; set the returned event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            freed = trim_folder(root, max_bytes, UPLOAD_IN_USE_S)
+            if freed:
+                log.info("upload cache over %d MB: removed %.1f MB of the oldest files", max_bytes >> 20, freed / 2**20)
+
+    threading.Thread(target=loop, name="upload-trimmer", daemon=True).start()
+    return stop
 
 
 def write_scores_csv(report: dict[str, Any], path: Path) -> Path:
@@ -958,6 +1000,7 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate",
 
 
 MAX_UPLOAD = os.environ.get("PORTRAITTALK_MAX_UPLOAD", "50mb")  # per file; larger uploads are refused
+_UPLOAD_TRIMMER: threading.Event | None = None
 
 
 def launch(demo: gr.Blocks, **overrides: Any):
@@ -970,6 +1013,9 @@ def launch(demo: gr.Blocks, **overrides: Any):
         allowed_paths=[str(ASSETS), str(RESULT_CACHE_DIR)], footer_links=["api", "gradio"],
     )
     options.update(overrides)
+    global _UPLOAD_TRIMMER
+    if _UPLOAD_TRIMMER is None:  # one per process, however many demos it launches
+        _UPLOAD_TRIMMER = start_upload_trimmer(Path(gr.utils.get_upload_folder()), int(UPLOAD_CACHE_MB * 2**20))
     return demo.launch(**options)
 
 

@@ -222,6 +222,25 @@ def test_cache_key_separates_file_names_and_settings(app_module, tmp_path):
     assert key != app_module.ResultCache.key(str(portrait), str(clip), [str(renamed)], settings)
 
 
+def test_upload_folder_is_trimmed_oldest_first_past_its_size(app_module, tmp_path):
+    import os
+    import time
+
+    now = time.time()
+    ages = {"oldest": 4000, "older": 3000, "old": 2000, "recent": 30}  # seconds
+    for name, age in ages.items():
+        path = tmp_path / name / "upload.bin"
+        path.parent.mkdir()
+        path.write_bytes(b"x" * 1_000_000)
+        os.utime(path, (now - age, now - age))
+    freed = app_module.trim_folder(tmp_path, max_bytes=2_000_000, keep_newer_than_s=600)
+    assert freed == 2_000_000
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.bin")) == ["old", "recent"]
+    # A file a request may still be reading is kept even past the size.
+    app_module.trim_folder(tmp_path, max_bytes=0, keep_newer_than_s=600)
+    assert [p.parent.name for p in tmp_path.rglob("*.bin")] == ["recent"]
+
+
 def test_examples_pair_each_portrait_with_a_clip_and_its_transcript(app_module):
     rows, labels = app_module.example_rows()
     if not rows:
