@@ -95,6 +95,7 @@ class MotionTrack:
       smile           -1 … 1  mouth-corner lift (+) / drop (−), expression
       brow_raise      -1 … 1  +1 = raised brows (surprise), −1 = frown
       blink           0 … 1   1 = eyelids closed
+      eye_wide        0 … 1   upper lids lifted past the portrait's (surprise); blinks still close them
       head_yaw/pitch/roll     degrees, small (±5); pitch + = chin up; roll about the view axis
       gaze_x, gaze_y  -1 … 1  iris shift as a fraction of the eye's half width / half height
     """
@@ -110,6 +111,7 @@ class MotionTrack:
     smile: np.ndarray
     brow_raise: np.ndarray
     blink: np.ndarray
+    eye_wide: np.ndarray
     head_yaw: np.ndarray
     head_pitch: np.ndarray
     head_roll: np.ndarray
@@ -118,7 +120,7 @@ class MotionTrack:
 
     CHANNELS = (
         "jaw_open", "lip_close", "mouth_wide", "lip_round", "lower_lip_tuck", "upper_lip_raise",
-        "tongue", "smile", "brow_raise", "blink", "head_yaw", "head_pitch", "head_roll", "gaze_x", "gaze_y",
+        "tongue", "smile", "brow_raise", "blink", "eye_wide", "head_yaw", "head_pitch", "head_roll", "gaze_x", "gaze_y",
     )
 
     @property
@@ -142,7 +144,11 @@ class MotionTrack:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MotionTrack":
-        return cls(fps=float(d["fps"]), **{c: np.asarray(d["channels"][c], np.float32) for c in cls.CHANNELS})
+        channels = d["channels"]
+        n = len(channels["jaw_open"])
+        # Channels added later (eye_wide) are at rest in tracks written before them.
+        return cls(fps=float(d["fps"]), **{c: np.asarray(channels.get(c, np.zeros(n)), np.float32)
+                                          for c in cls.CHANNELS})
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 from . import face as fm
 
 # Eye contours from inner to outer corner (upper lid, lower lid), per eye.
+EYE_WIDE_LIFT = 0.3  # upper-lid lift at eye_wide = 1, as a share of the eye's opening
 RIGHT_EYE_UPPER = [133, 173, 157, 158, 159, 160, 161, 246, 33]
 RIGHT_EYE_LOWER = [133, 155, 154, 153, 145, 144, 163, 7, 33]
 LEFT_EYE_UPPER = [362, 398, 384, 385, 386, 387, 388, 466, 263]
@@ -180,6 +181,7 @@ class FaceRig:
         smile = float(np.clip(c.get("smile", 0.0), -1, 1))
         brow = float(np.clip(c.get("brow_raise", 0.0), -1, 1))
         blink = float(np.clip(c.get("blink", 0.0), 0, 1))
+        wide = float(np.clip(c.get("eye_wide", 0.0), 0, 1))
 
         # Jaw drop (also the lower teeth).
         drop = jaw * 0.42 * W
@@ -222,15 +224,18 @@ class FaceRig:
         # Eyelids and gaze.
         for eye in self.eyes:
             d = eye["down"]
-            move = blink * eye["gap"] * 0.92
+            # Lid travel as a share of the opening: down to closed for a blink; up by at most a
+            # third of the opening for wide eyes (the sclera stretches; a blink still closes).
+            lid = 0.92 * blink - EYE_WIDE_LIFT * wide * (1.0 - blink)
+            move = lid * eye["gap"]
             p += np.outer(eye["above"] * move, d)
             btw = eye["between"]
-            if blink > 0 and btw.any():
+            if lid > 0 and btw.any():
                 # Points inside the opening are squeezed onto the closing lids.
                 frac = (eye["t"][btw] - eye["up_t"][btw]) / np.maximum(eye["gap"][btw], 1e-6)
                 p[btw] += np.outer(move[btw] * (1 - frac), d)
             low = eye["lower"][1:-1]
-            p[low] -= np.outer(blink * eye["gap"][low] * 0.06, d)
+            p[low] -= np.outer(lid * eye["gap"][low] * 0.06, d)
             gx = float(np.clip(c.get("gaze_x", 0.0), -1, 1)) * 0.18 * eye["eye_w"]
             gy = float(np.clip(c.get("gaze_y", 0.0), -1, 1)) * 0.08 * eye["eye_w"]
             p[eye["iris"]] += gx * ex + gy * ey

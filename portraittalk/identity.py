@@ -8,7 +8,7 @@ distance is below 0.6) with dlib's 5-point landmark model for alignment, both fr
 Speed: dlib's Python wheel runs the ResNet without BLAS (about 140 ms a face, too slow
 to score every frame of a 25 fps video), so the same network is rebuilt in PyTorch from
 the weights in dlib's own ``.dat`` file. Its descriptors equal dlib's to ~1e-6 (checked
-by the tests); one core needs ~11–13 ms a face in batches of 8 (``stream``), plus ~4 ms
+by the tests); one core needs ~9–11 ms a face in batches of 16 (``stream``), plus ~4 ms
 to align. dlib itself is used for the 5 landmarks, the aligned 150×150 face chip, the
 fallback face detector, and as the descriptor backend when PyTorch is unavailable.
 """
@@ -155,7 +155,7 @@ class IdentityScorer:
             stream.add(frame, next(box_iter, None) if box_iter is not None else None)
         return stream.finish()
 
-    def stream(self, reference: np.ndarray, batch_size: int = 8) -> "IdentityStream":
+    def stream(self, reference: np.ndarray, batch_size: int = 16) -> "IdentityStream":
         """A batched scorer fed one frame at a time: ``add(frame, box)`` then ``finish()``."""
         return IdentityStream(self, reference, batch_size)
 
@@ -164,7 +164,7 @@ class IdentityStream:
     """Aligns each frame as it arrives (only the 150×150 chip is kept) and runs the
     network in batches of ``batch_size``, about half the cost per frame of ``score``."""
 
-    def __init__(self, scorer: IdentityScorer, reference: np.ndarray, batch_size: int = 8):
+    def __init__(self, scorer: IdentityScorer, reference: np.ndarray, batch_size: int = 16):
         self._scorer = scorer
         self._reference = np.asarray(reference, np.float32)
         self._batch_size = max(1, int(batch_size))

@@ -417,7 +417,8 @@ def apply_prompt(track: MotionTrack, controls, seed: int = 0, expression_intensi
     """Fold a parsed text prompt (prompt.PromptControls) into a motion track, in place.
 
     Expression offsets were already added by `build_motion_track`; here come the parts that
-    change motion over time: eye squint (a partial lid closure that still blinks fully),
+    change motion over time: eye squint (a partial lid closure that still blinks fully), wide
+    eyes (lids lifted, eased in like the other expressions),
     extra nodding / head shaking (about 1 Hz, seeded phase), and looking around (more gaze
     glances) or holding the gaze on the camera. `identity_strength` above 1 bounds how far
     the face may leave the portrait: expression and pose shrink by 1 / identity_strength.
@@ -430,6 +431,10 @@ def apply_prompt(track: MotionTrack, controls, seed: int = 0, expression_intensi
         squint = float(np.clip(controls.expression.get("eye_squint", 0.0) * expression_intensity, 0, 0.6))
         if squint > 0:
             track.blink = (squint + (1 - squint) * track.blink).astype(np.float32)
+        wide = float(np.clip(controls.expression.get("eye_wide", 0.0) * expression_intensity, 0, 1))
+        if wide > 0:
+            ramp = np.clip(t / EXPRESSION_RAMP_S, 0.0, 1.0)
+            track.eye_wide = (wide * ramp).astype(np.float32)
         if controls.nod > 0:
             track.head_pitch = (track.head_pitch + 3.0 * controls.nod * ease
                                 * np.sin(2 * np.pi * 1.1 * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
@@ -445,7 +450,7 @@ def apply_prompt(track: MotionTrack, controls, seed: int = 0, expression_intensi
             track.gaze_x = (track.gaze_x * keep).astype(np.float32)
             track.gaze_y = (track.gaze_y * keep).astype(np.float32)
     bound = 1.0 / max(1.0, float(identity_strength))
-    for ch in ("smile", "brow_raise", "head_yaw", "head_pitch", "head_roll"):
+    for ch in ("smile", "brow_raise", "eye_wide", "head_yaw", "head_pitch", "head_roll"):
         setattr(track, ch, (getattr(track, ch) * bound).astype(np.float32))
     for ch in ("head_yaw", "head_pitch", "head_roll"):
         setattr(track, ch, np.clip(getattr(track, ch), -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32))

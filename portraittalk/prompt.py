@@ -170,9 +170,8 @@ UNSUPPORTED_REASON = {
 NOT_UNDERSTOOD = "not understood"
 
 # Expression patterns at full amount (1.0) on the rig's channels. The rig's zero is the
-# portrait's own expression, so these are offsets from it. A single eyelid control
-# (blink 0…1) exists today: eye_squint is a constant partial closure; eye_wide needs the
-# rig to open the lids past the portrait (see the module's report to the renderer).
+# portrait's own expression, so these are offsets from it. eye_squint becomes a constant
+# partial lid closure (the blink channel); eye_wide lifts the upper lids (the eye_wide channel).
 EXPRESSION_PATTERNS: dict[str, dict[str, float]] = {
     "neutral": {},
     "happy": {"smile": 1.0, "brow_raise": 0.15, "eye_squint": 0.25},

@@ -36,6 +36,12 @@ def _brow_height(lm):
     return float(((lm[159, 1] - lm[105, 1]) + (lm[386, 1] - lm[334, 1])) / 2 / face_h)
 
 
+def _eye_opening(lm):
+    """Upper-to-lower lid distance, in face heights (both eyes)."""
+    face_h = np.linalg.norm(lm[152, :2] - lm[10, :2])
+    return float(((lm[145, 1] - lm[159, 1]) + (lm[374, 1] - lm[386, 1])) / 2 / face_h)
+
+
 @pytest.fixture(scope="module")
 def neutral(pipeline, face_analyzer, tmp_path_factory):
     return _meshes(pipeline, face_analyzer, tmp_path_factory.mktemp("p"), "neutral", head_motion=0)
@@ -54,6 +60,17 @@ def test_surprised_prompt_raises_the_brows(pipeline, face_analyzer, tmp_path, ne
     before = np.median([_brow_height(m) for m in neutral[0]])
     after = np.median([_brow_height(m) for m in surprised])
     assert after > before + 0.005
+
+
+def test_wide_eyes_prompt_opens_the_eyes_and_blinks_still_close_them(pipeline, face_analyzer, tmp_path, neutral):
+    wide, res = _meshes(pipeline, face_analyzer, tmp_path, "wide", head_motion=0, prompt="eyes wide open")
+    assert "wide" in res.report["prompt"]["summary"]
+    track = res.motion
+    assert track.eye_wide.max() > 0.3 and track.blink.max() > 0.9  # lifted lids, and blinks remain
+    open_frames = track.blink[::3][: len(wide)] < 0.05
+    before = np.median([_eye_opening(m) for m in neutral[0]])
+    after = np.median([_eye_opening(m) for m, keep in zip(wide, open_frames) if keep])
+    assert after > before * 1.05, (before, after)
 
 
 def test_more_audio_strength_opens_the_mouth_more(pipeline, face_analyzer, tmp_path):
