@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -47,6 +48,7 @@ import cv2
 import gradio as gr
 import numpy as np
 import pandas as pd
+import PIL.Image
 
 from portraittalk import __version__ as PORTRAITTALK_VERSION
 from portraittalk.errors import PortraitTalkError, InputError
@@ -744,7 +746,10 @@ def explain_unreadable_images(image: gr.Image) -> gr.Image:
 
     def preprocess(payload):
         try:
-            return original(payload)
+            with warnings.catch_warnings():
+                # Gradio only reads the header here; the pipeline enforces its own pixel limit.
+                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+                return original(payload)
         except gr.Error:
             raise
         except Exception:

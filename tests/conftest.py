@@ -24,6 +24,30 @@ def sample(rel: str) -> Path:
     return path
 
 
+def sample_audio(name: str) -> Path:
+    """A recording from ../shared/samples/audio, or skip."""
+    return sample(f"audio/{name}")
+
+
+def librivox_base(n: str) -> Path:
+    """examples/librivox_<n> (add .wav, .txt or .phone.json), or skip when any is missing."""
+    base = EXAMPLES / f"librivox_{n}"
+    for ext in (".wav", ".txt", ".phone.json"):
+        if not Path(str(base) + ext).exists():
+            pytest.skip(f"examples/librivox_{n}{ext} is not in the checkout")
+    return base
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny diffusion models gain nothing from threads, and oversubscribed cores slow them down a lot."""
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def face_analyzer():
     from portraittalk.face import FaceAnalyzer

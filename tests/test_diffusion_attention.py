@@ -1,9 +1,5 @@
 """Decoupled cross-attention and reference attention on a tiny motion UNet (CPU, no downloads)."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import pytest
 import torch
 
@@ -17,13 +13,7 @@ from portraittalk.diffusion.attention import (
 from portraittalk.diffusion.tiny import build_tiny_pipeline
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models gain nothing from threads, and oversubscribed cores slow them down a lot.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,5 @@
 """Shapes and behaviour of every block of the diffusion engine (tiny components, CPU, offline)."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import numpy as np
 import pytest
 import torch
@@ -16,12 +12,7 @@ from portraittalk.diffusion.structure import loss_weights, structure_map_from_la
 from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip, tiny_audio_encoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,5 @@
 """The app-facing adapter: availability reasons, rendering, refine mode, face descriptors."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +12,10 @@ from portraittalk.diffusion.engine import DiffusionEngine, diffusion_status, ref
 from portraittalk.diffusion.loading import WEIGHTS_ENV
 from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import SAMPLES
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

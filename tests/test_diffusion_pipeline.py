@@ -1,9 +1,5 @@
 """PortraitTalkPipeline end to end on tiny components: determinism, guidance, windowing, save/load."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import numpy as np
 import pytest
 import torch
@@ -15,12 +11,7 @@ from portraittalk.diffusion.structure import structure_map_from_landmarks
 from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

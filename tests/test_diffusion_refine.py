@@ -1,9 +1,5 @@
 """Refine mode (AnimateDiff video-to-video + IP-Adapter) on tiny components, CPU, offline."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import numpy as np
 import pytest
 import torch
@@ -13,12 +9,7 @@ from portraittalk.diffusion import tiny
 from portraittalk.diffusion.refine import PortraitRefiner, RefineWeights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,5 @@
 """Two-stage training on a tiny synthetic talking clip; data caching and video preprocessing."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +22,7 @@ from portraittalk.diffusion.train import TrainConfig, _parser, train
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,26 +18,11 @@ from portraittalk.datatypes import AudioClip, MotionTrack, PhoneSegment, SpeechA
 from portraittalk.errors import InputError
 from portraittalk.visemes import MOUTH_CHANNELS, normalize_phone
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import SAMPLES, librivox_base, sample_audio
+
 FPS = 25.0
 LIBRIVOX = ["0870", "0880", "0920"]
 HEAD = ("head_yaw", "head_pitch", "head_roll")
-
-
-def librivox_base(n: str) -> Path:
-    base = EXAMPLES / f"librivox_{n}"
-    for ext in (".wav", ".txt", ".phone.json"):
-        if not Path(str(base) + ext).exists():
-            pytest.skip(f"examples/librivox_{n}{ext} is not in the checkout")
-    return base
-
-
-def sample_path(name: str) -> Path:
-    path = SAMPLES / "audio" / name
-    if not path.exists():
-        pytest.skip(f"shared sample {name} is not available")
-    return path
 
 
 @lru_cache(maxsize=None)
@@ -116,7 +101,7 @@ def test_reference_open_vowels_open_the_mouth(with_transcript, min_median, min_o
     "picovoice_test_ja_16k.wav", "karissa_hobbs_lets_go_fishin_singing_24k.wav",
 ])
 def test_pauses_bring_the_mouth_to_rest(name):
-    a = analysed(str(sample_path(name)))
+    a = analysed(str(sample_audio(name)))
     track = track_for(a)
     silent = np.concatenate([[0], (a.speech < 0.5).astype(int), [0]])
     edges = np.diff(silent)
@@ -157,7 +142,7 @@ def rhubarb_open(name: str, n_frames: int) -> np.ndarray:
     ("karissa_hobbs_lets_go_fishin_singing_24k", 0.8),
 ])
 def test_open_and_closed_frames_agree_with_rhubarb(name, min_agreement):
-    a = analysed(str(sample_path(name + ".wav")))
+    a = analysed(str(sample_audio(name + ".wav")))
     opening = motion.expected_mouth_opening(track_for(a))
     assert np.mean(rhubarb_open(name, len(opening)) == (opening > 0.05)) >= min_agreement
 
@@ -167,7 +152,7 @@ def test_open_and_closed_frames_agree_with_rhubarb(name, min_agreement):
     "karissa_hobbs_lets_go_fishin_singing_24k.wav",
 ])
 def test_the_mouth_opens_and_closes_in_any_language(name):
-    a = analysed(str(sample_path(name)))
+    a = analysed(str(sample_audio(name)))
     opening = motion.expected_mouth_opening(track_for(a))
     duration = len(opening) / FPS
     peaks, _ = scipy.signal.find_peaks(opening, prominence=0.15)

@@ -15,25 +15,10 @@ from portraittalk.datatypes import AudioClip
 from portraittalk.errors import InputError
 from portraittalk.visemes import ARPABET_PHONES, VOWELS, normalize_phone, viseme_class
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import librivox_base, sample_audio
+
 FPS = 25.0
 LIBRIVOX = ["0870", "0880", "0920"]
-
-
-def librivox_base(n: str) -> Path:
-    base = EXAMPLES / f"librivox_{n}"
-    for ext in (".wav", ".txt", ".phone.json"):
-        if not Path(str(base) + ext).exists():
-            pytest.skip(f"examples/librivox_{n}{ext} is not in the checkout")
-    return base
-
-
-def sample_path(name: str) -> Path:
-    path = SAMPLES / "audio" / name
-    if not path.exists():
-        pytest.skip(f"shared sample {name} is not available")
-    return path
 
 
 def load_clip(path: Path) -> AudioClip:
@@ -176,7 +161,7 @@ def test_pauses_shorter_than_the_hangover_are_not_pauses():
 
 
 def test_quiet_narrowband_conversation_is_english_with_pauses():
-    a = analysed(str(sample_path("pocketsphinx_chan3_en_conversational_narrowband_16k.wav")))
+    a = analysed(str(sample_audio("pocketsphinx_chan3_en_conversational_narrowband_16k.wav")))
     assert a.language == "en" and a.method == "phone-decoder"
     assert 0.4 < a.speech_ratio < 0.9
     # it has long pauses: some silence of ≥ 1 s
@@ -200,14 +185,14 @@ LANGUAGE_CASES = [
 
 @pytest.mark.parametrize("name, language", LANGUAGE_CASES)
 def test_language_and_method_on_the_samples(name, language):
-    a = analysed(str(sample_path(name)))
+    a = analysed(str(sample_audio(name)))
     assert a.language == language
     assert a.method == ("phone-decoder" if language == "en" else "acoustic")
     assert a.speech_ratio > 0.5 and not a.warnings
 
 
 def test_non_english_pseudo_phones_follow_the_syllables():
-    a = analysed(str(sample_path("picovoice_test_es_16k.wav")))
+    a = analysed(str(sample_audio("picovoice_test_es_16k.wav")))
     vowels = [p for p in a.phones if p.phone in VOWELS]
     # "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia": ~25 syllables in 8.7 s
     assert 12 <= len(vowels) <= 40
@@ -217,7 +202,7 @@ def test_non_english_pseudo_phones_follow_the_syllables():
 @pytest.mark.xfail(strict=True, reason="known miss of the rhythm rule: this French clip measures nPVI-V ≈ 66, "
                                         "English-like; see speech.judge_language")
 def test_french_is_not_english():
-    a = analysed(str(sample_path("picovoice_test_fr_16k.wav")))
+    a = analysed(str(sample_audio("picovoice_test_fr_16k.wav")))
     assert a.language == "unknown"
 
 
@@ -240,7 +225,7 @@ def test_audio_without_speech_gives_an_idle_analysis(kind):
 
 
 def test_a_clip_at_another_sample_rate_is_resampled():
-    path = sample_path("karissa_hobbs_lets_go_fishin_singing_24k.wav")
+    path = sample_audio("karissa_hobbs_lets_go_fishin_singing_24k.wav")
     y, sr = librosa.load(str(path), sr=None, mono=True)
     y = y[: sr * 4]
     a = speech.analyze_speech(AudioClip(y.astype(np.float32), sr, str(path), sr, 1), FPS)
