@@ -324,7 +324,8 @@ def _read_dlib_layers(data: bytes) -> list[tuple]:
         elif name in ("max_pool_2", "avg_pool_2"):
             layers.append((name, [r.int() for _ in range(6)]))  # nr, nc, stride y/x, padding y/x
         elif name == "fc_2":
-            n_out, _n_in = r.int(), r.int()
+            n_out = r.int()
+            r.int()  # the input count, implied by the tensor
             layers.append((name, r.tensor().reshape(-1, n_out)))
         else:
             layers.append((name,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,21 @@ def sample(rel: str) -> Path:
     if not path.exists():
         pytest.skip(f"developer sample {rel} not available")
     return path
+
+
+def example_file(name: str) -> Path:
+    """A bundled example (examples/), or skip when the checkout lacks it."""
+    path = EXAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"examples/{name} is not in this checkout")
+    return path
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a test server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def sample_audio(name: str) -> Path:

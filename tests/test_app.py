@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import sys
 import wave
 from pathlib import Path
@@ -21,23 +20,9 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import REPO, SAMPLES, example_file, free_port  # noqa: E402
+
 sys.path.insert(0, str(REPO))
-
-
-def example_file(name: str) -> Path:
-    """A bundled example (examples/), or a skip when the checkout lacks it."""
-    path = REPO / "examples" / name
-    if not path.is_file():
-        pytest.skip(f"examples/{name} is not in this checkout")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

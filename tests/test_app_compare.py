@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_app import app_module, client, example_file  # noqa: F401  (shared fixtures)
+from tests.test_app import app_module, client  # noqa: F401  (shared fixtures)
+from tests.conftest import example_file
 
 from gradio_client import handle_file  # noqa: E402  (test_app skips when gradio_client is missing)
 from gradio_client.exceptions import AppError  # noqa: E402

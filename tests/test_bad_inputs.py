@@ -28,20 +28,13 @@ from PIL import Image
 
 from portraittalk.audio_io import ANALYSIS_RATE, ffmpeg_exe, load_audio, probe_audio, write_wav
 from portraittalk.encoder import probe_video, read_frames
-from portraittalk.errors import InputError, PortraitTalkError
+from portraittalk.errors import InputError
 from portraittalk.pipeline import MAX_AUDIO_SECONDS, RenderResult, RenderSettings
 
-from .conftest import EXAMPLES, REPO, SAMPLES
+from .conftest import EXAMPLES, REPO, SAMPLES, example_file, free_port
 
 FPS = 25.0
 SIZE = 256  # small renders keep the table fast; every case still goes through every stage
-
-
-def example(name: str) -> Path:
-    path = EXAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"examples/{name} is not in this checkout")
-    return path
 
 
 def one_sentence(message: str) -> str:
@@ -71,14 +64,14 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
-    return Image.open(example("grace_hopper.jpg")).convert("RGB")
+    return Image.open(example_file("grace_hopper.jpg")).convert("RGB")
 
 
 @pytest.fixture(scope="module")
 def speech(folder) -> Path:
     """1.5 s of the bundled LibriVox clip ("he was not an ill…"): speech from the first syllable."""
     path = folder / "speech.wav"
-    ffmpeg("-i", str(example("librivox_0880.wav")), "-t", "1.5", "-c:a", "pcm_s16le", str(path))
+    ffmpeg("-i", str(example_file("librivox_0880.wav")), "-t", "1.5", "-c:a", "pcm_s16le", str(path))
     return path
 
 
@@ -384,7 +377,7 @@ AUDIO_ERRORS = [
     Case("truncated_m4a", lambda d, x, s: _truncated_m4a(d, s), "damaged"),
     Case("too_short", lambda d, x, s: write_wav(d / "blip.wav", x[: int(0.2 * ANALYSIS_RATE)], ANALYSIS_RATE), "0.20 s"),
     Case("longer_than_limit", lambda d, x, s: _over_the_limit(d), "the limit is 10:00 min"),
-    Case("photo_as_audio", lambda d, x, s: example("grace_hopper.jpg"), "no audio track"),
+    Case("photo_as_audio", lambda d, x, s: example_file("grace_hopper.jpg"), "no audio track"),
     Case("video_without_sound", lambda d, x, s: _silent_video(d), "no audio track"),
     Case("playlist_pointing_elsewhere", lambda d, x, s: _hls_playlist(d), "could not be read as audio"),
 ]
@@ -395,7 +388,7 @@ def test_unusable_recording_is_refused_with_a_sentence(pipeline, folder, photo, 
     audio = case.build(folder, speech_samples, speech)
     out = folder / f"refused_audio_{case.id}.mp4"
     with pytest.raises(InputError) as err:
-        render(pipeline, example("grace_hopper.jpg"), audio, out)
+        render(pipeline, example_file("grace_hopper.jpg"), audio, out)
     assert case.error in one_sentence(str(err.value))
     assert not out.exists()
 
@@ -427,7 +420,7 @@ AUDIO_OK = [
 @pytest.mark.parametrize("name,build,expect", AUDIO_OK, ids=[c[0] for c in AUDIO_OK])
 def test_difficult_recordings_still_make_a_video(pipeline, folder, speech, speech_samples, name, build, expect):
     audio = build(folder, speech_samples, speech)
-    result = render(pipeline, example("grace_hopper.jpg"), audio, folder / f"audio_{name}.mp4")
+    result = render(pipeline, example_file("grace_hopper.jpg"), audio, folder / f"audio_{name}.mp4")
     duration = load_audio(audio).duration_s
     assert_playable(result, duration)
     sound = probe_audio(result.video_path)
@@ -439,9 +432,9 @@ def test_difficult_recordings_still_make_a_video(pipeline, folder, speech, speec
 
 
 def test_nan_samples_are_silenced_not_turned_into_clicks(pipeline, folder, speech_samples):
-    clean = render(pipeline, example("grace_hopper.jpg"), _float_wav(folder / "clean_float.wav", speech_samples,
+    clean = render(pipeline, example_file("grace_hopper.jpg"), _float_wav(folder / "clean_float.wav", speech_samples,
                    ANALYSIS_RATE), folder / "clean_float.mp4")
-    broken = render(pipeline, example("grace_hopper.jpg"), _float_wav(folder / "nan_float.wav",
+    broken = render(pipeline, example_file("grace_hopper.jpg"), _float_wav(folder / "nan_float.wav",
                     _with_nan(speech_samples), ANALYSIS_RATE), folder / "nan_float.mp4")
     heard = {name: load_audio(r.video_path).samples for name, r in (("clean", clean), ("nan", broken))}
     rms = {name: float(np.sqrt(np.mean(np.square(x)))) for name, x in heard.items()}
@@ -453,7 +446,7 @@ def test_nan_samples_are_silenced_not_turned_into_clicks(pipeline, folder, speec
 
 def test_recording_details_are_reported(pipeline, folder, speech):
     audio = _convert(speech, folder / "report_96k_6ch.wav", "-ar", "96000", "-ac", "6", "-c:a", "pcm_s24le")
-    result = render(pipeline, example("grace_hopper.jpg"), audio, folder / "report.mp4")
+    result = render(pipeline, example_file("grace_hopper.jpg"), audio, folder / "report.mp4")
     info = result.report["input"]["audio"]
     assert (info["original_rate"], info["original_channels"], info["codec"]) == (96000, 6, "pcm_s24le")
 
@@ -483,7 +476,7 @@ SETTING_ERRORS = [
 def test_out_of_range_setting_is_refused_before_any_work(pipeline, folder, speech, values, error):
     out = folder / "settings_refused.mp4"
     with pytest.raises(InputError) as err:
-        render(pipeline, example("grace_hopper.jpg"), speech, out, **values)
+        render(pipeline, example_file("grace_hopper.jpg"), speech, out, **values)
     assert error in one_sentence(str(err.value))
     assert not out.exists()
 
@@ -495,7 +488,7 @@ def test_out_of_range_setting_is_refused_before_any_work(pipeline, folder, speec
     {"seed": 2**63 - 1, "fps": 60},
 ], ids=["non_utf8_transcript", "transcript_at_the_limit", "non_utf8_prompt", "huge_seed_60fps"])
 def test_odd_but_valid_settings_still_make_a_video(pipeline, folder, speech, values):
-    result = render(pipeline, example("grace_hopper.jpg"), speech, folder / "odd_settings.mp4", **values)
+    result = render(pipeline, example_file("grace_hopper.jpg"), speech, folder / "odd_settings.mp4", **values)
     fps = values.get("fps", FPS)
     info = probe_video(result.video_path)
     assert info.n_frames == round(1.5 * fps) and info.audio_codec == "aac"
@@ -517,7 +510,7 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     "output_is_a_folder", "output_under_a_file", "scores_under_a_file", "motion_is_a_folder",
 ])
 def test_cli_refuses_bad_input_with_one_line(folder, photo, speech, speech_samples, case):
-    image, audio = str(example("grace_hopper.jpg")), str(speech)
+    image, audio = str(example_file("grace_hopper.jpg")), str(speech)
     out = folder / f"cli_{case}.mp4"
     extra: list[str] = []
     expect = {
@@ -560,7 +553,7 @@ def test_cli_refuses_bad_input_with_one_line(folder, photo, speech, speech_sampl
 def test_cli_reads_a_non_utf8_transcript_file(folder, speech):
     transcript = _write(folder, "latin1.txt", "he was not an ill disposed young man — café".encode("latin-1", "replace"))
     out = folder / "cli_latin1.mp4"
-    done = run_cli("--image", str(example("grace_hopper.jpg")), "--audio", str(speech), "--out", str(out),
+    done = run_cli("--image", str(example_file("grace_hopper.jpg")), "--audio", str(speech), "--out", str(out),
                    "--transcript", f"@{transcript}", "--max-size", str(SIZE), "--no-identity")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -577,17 +570,12 @@ def app_client(tmp_path_factory):
     if not (REPO / "app.py").is_file():
         pytest.skip("app.py is not in this checkout")
     sys.path.insert(0, str(REPO))
-    import socket
-
     import app
 
     saved = app.RESULTS
     app.RESULTS = app.ResultCache(tmp_path_factory.mktemp("bad_inputs_results"), max_entries=4)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     demo = app.build_demo()
-    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield gradio_client.Client(url, verbose=False)
     finally:
@@ -630,7 +618,7 @@ APP_CASES = [
 @pytest.mark.parametrize("name,make_image,make_audio,settings,phrase", APP_CASES, ids=[c[0] for c in APP_CASES])
 def test_app_answers_bad_input_with_a_sentence(app_client, folder, photo, speech, speech_samples,
                                                name, make_image, make_audio, settings, phrase):
-    image = make_image(folder, photo) if make_image else example("grace_hopper.jpg")
+    image = make_image(folder, photo) if make_image else example_file("grace_hopper.jpg")
     audio = make_audio(folder, speech_samples) if make_audio else speech
     message = _app_error(app_client, image, audio, **settings)
     assert phrase in message, message
@@ -644,7 +632,7 @@ def test_app_never_opens_a_server_path_named_by_the_client(app_client, folder, p
 
     secret_portrait = _save(folder, "private_portrait.jpg", photo)  # on the server, never uploaded
     url = app_client.src.rstrip("/") + "/"
-    clip = httpx.post(url + "gradio_api/upload", files=[("files", open(example("librivox_0880.wav"), "rb"))],
+    clip = httpx.post(url + "gradio_api/upload", files=[("files", open(example_file("librivox_0880.wav"), "rb"))],
                       timeout=60).json()[0]
 
     def file_data(path: str) -> dict:

@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import sys
 import wave
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import REPO, SAMPLES, example_file, free_port
+
 sys.path.insert(0, str(REPO))
 
 CHROMIUM = os.environ.get("PORTRAITTALK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,19 +32,6 @@ RENDER_TIMEOUT_MS = 240_000  # a 3 s clip renders in ~10 s on two idle cores; le
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-def example_file(name: str) -> Path:
-    path = REPO / "examples" / name
-    if not path.is_file():
-        pytest.skip(f"examples/{name} is not in this checkout")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The app-facing adapter: availability reasons, rendering, refine mode, face descriptors."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

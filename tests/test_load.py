@@ -28,7 +28,7 @@ from PIL import Image
 from portraittalk.audio_io import ffmpeg_exe
 from portraittalk.encoder import probe_video
 
-from .conftest import EXAMPLES, REPO
+from .conftest import EXAMPLES, REPO, free_port
 
 gradio_client = pytest.importorskip("gradio_client")
 psutil = pytest.importorskip("psutil")
@@ -38,12 +38,6 @@ FPS, SIZE = 10, 256  # the app's lowest frame rate and size: many requests, litt
 RESULT_ENTRIES = 4
 START_TIMEOUT_S = 150
 SECRET = "hf_PortraitTalkLoadTestNotARealToken"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:

@@ -41,7 +41,6 @@ def test_diffusion_engine_renders_full_frames_with_tiny_weights(pipeline, tmp_pa
 
 
 def test_prompt_is_understood_reported_and_changes_the_face(pipeline, tmp_path):
-    from portraittalk.face import FaceAnalyzer  # noqa: F401  (loaded by the pipeline fixture)
     plain = pipeline.render(EXAMPLES / "grace_hopper.jpg", EXAMPLES / "librivox_0880.wav", tmp_path / "a.mp4",
                             RenderSettings(score_identity=False, max_size=400))
     styled = pipeline.render(EXAMPLES / "grace_hopper.jpg", EXAMPLES / "librivox_0880.wav", tmp_path / "b.mp4",
