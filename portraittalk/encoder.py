@@ -1,8 +1,9 @@
 """Stream RGB frames into a browser-playable MP4 (H.264 yuv420p + AAC, faststart).
 
 Frames go straight into an ffmpeg pipe as they are rendered, so memory stays flat in
-the clip length. The original audio file is muxed in a second, cheap pass (the video
-stream is copied), cut to the exact video length so the two tracks end together.
+the clip length. The audio is cut to the video's length so the two tracks end together:
+when the caller says how many frames will come (``frames=``), it is encoded in the same
+ffmpeg run; otherwise it is muxed in a second, cheap pass (the video stream is copied).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class VideoEncoder:
     """
 
     def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
-                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast"):
+                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
+                 frames: int | None = None):
         width, height = int(size[0]), int(size[1])
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")
@@ -64,10 +66,12 @@ class VideoEncoder:
         self.audio_path = Path(audio_path) if audio_path is not None else None
         self.crf = int(crf)
         self.preset = preset
+        self.expected_frames = int(frames) if frames else None
         self.n_frames = 0
         self._proc: subprocess.Popen | None = None
         self._log_file = None
         self._video_tmp: Path | None = None
+        self._audio_muxed = False  # True when the audio goes in with the frames (one ffmpeg run)
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -88,22 +92,31 @@ class VideoEncoder:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         if self.audio_path is not None and not self.audio_path.is_file():
             raise FileNotFoundError(f"audio file not found: {self.audio_path}")
+        width, height = self.size
+        # One run when the length is known up front: no second pass over the file.
+        audio_now = self.audio_path is not None and self.expected_frames is not None
+        audio_out = self._audio_output() if audio_now else []
         fd, tmp = tempfile.mkstemp(prefix=".encoding-", suffix=".mp4", dir=self.out_path.parent)
         os.close(fd)
         self._video_tmp = Path(tmp)
-        width, height = self.size
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{self.fps:g}",
             "-i", "pipe:0",
+        ]
+        if audio_now:
+            cmd += self._audio_input(self.expected_frames / self.fps) + ["-map", "0:v:0", "-map", "1:a:0"]
+        cmd += [
             # Convert with the BT.709 matrix and tag it, so players decode the colours back.
             "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
                    "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
             "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
         ]
-        if self.audio_path is None:
+        cmd += audio_out
+        if self.audio_path is None or audio_now:
             cmd += ["-movflags", "+faststart"]  # otherwise the muxing pass does it
         cmd += ["-f", "mp4", str(self._video_tmp)]
+        self._audio_muxed = audio_now
         self._log_file = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file)
 
@@ -139,8 +152,11 @@ class VideoEncoder:
         if self.n_frames == 0:
             self._cleanup()
             raise ValueError("no frames were written to the video")
+        if self._audio_muxed and self.n_frames != self.expected_frames:
+            self._cleanup()
+            raise ValueError(f"{self.n_frames} frames were written, {self.expected_frames} were announced")
         try:
-            if self.audio_path is None:
+            if self.audio_path is None or self._audio_muxed:
                 os.replace(self._video_tmp, self.out_path)
             else:
                 self._mux_audio()
@@ -159,25 +175,28 @@ class VideoEncoder:
 
     # -- internals -------------------------------------------------------------------
 
-    def _mux_audio(self) -> None:
+    def _audio_input(self, video_duration: float) -> list[str]:
+        """ffmpeg arguments reading the audio file, no longer than the video lasts."""
+        return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", str(self.audio_path)]
+
+    def _audio_output(self) -> list[str]:
+        """ffmpeg arguments encoding that audio as AAC a browser plays."""
         info = probe_audio(self.audio_path)
         if info is None:
             raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in the video.")
         channels = min(max(info.channels, 1), 2)  # browsers play mono/stereo AAC everywhere
         rate = info.sample_rate if info.sample_rate in _AAC_RATES else 48000
-        video_duration = self.n_frames / self.fps
+        # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
+        return ["-af", "aformat=sample_fmts=s16", "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate)]
+
+    def _mux_audio(self) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".muxing-", suffix=".mp4", dir=self.out_path.parent)
         os.close(fd)
         muxed = Path(tmp)
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-            "-i", str(self._video_tmp),
-            # Read no more audio than the video lasts: the two tracks end together.
-            "-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", str(self.audio_path),
-            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-            # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
-            "-af", "aformat=sample_fmts=s16",
-            "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate),
+            "-i", str(self._video_tmp), *self._audio_input(self.n_frames / self.fps),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *self._audio_output(),
             "-movflags", "+faststart", "-f", "mp4", str(muxed),
         ]
         proc = subprocess.run(cmd, capture_output=True, check=False)

@@ -228,18 +228,30 @@ def seal_closed_lips(out: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, rig:
     """
     if not look.has_open_mouth or look.src_upper_mask is None:
         return
-    src_open = look.src_upper_mask + look.src_lower_mask
-    poly = inner_lip_polygon(rig.landmarks)
-    x0, y0 = np.floor(poly.min(0)).astype(int) - 6
-    x1, y1 = np.ceil(poly.max(0)).astype(int) + 7
+    seal_opening(out, map_x, map_y, look.src_upper_mask + look.src_lower_mask, inner_lip_polygon(rig.landmarks))
+
+
+def seal_opening(out: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, src_open: np.ndarray,
+                 target: np.ndarray, margin: int = 6, closed: bool = False) -> None:
+    """Inpaint, in place, the pixels of ``out`` that show the source opening ``src_open``
+    (float mask, source pixels) outside the ``target`` polygon where the opening now is
+    (``closed``: everywhere, the opening being shut).
+
+    A closing mouth or eye squeezes what was inside it (teeth, iris, the white of the eye)
+    into a strip one or two pixels tall; sampled that thin it reads as a jagged, speckled
+    seam, so those pixels are filled from the lips or lids around them instead.
+    """
+    x0, y0 = np.floor(target.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(target.max(0)).astype(int) + margin + 1
     h, w = out.shape[:2]
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return
     leak = cv2.remap(src_open, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR, borderValue=0)
     opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(opening, [np.round((poly - [x0, y0]) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    bad = ((leak > 0.2) & (opening == 0)).astype(np.uint8)
+    if not closed:
+        cv2.fillPoly(opening, [np.round((target - [x0, y0]) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    bad = ((leak > (0.05 if closed else 0.2)) & (opening == 0)).astype(np.uint8)
     if bad.sum() == 0:
         return
     bad = cv2.dilate(bad, np.ones((2, 2), np.uint8))

@@ -245,7 +245,8 @@ class PortraitTalkPipeline:
         t0 = time.perf_counter()
         try:
             # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
-            with muxable_audio(clip) as sound, VideoEncoder(out_path, (w, h), s.fps, audio_path=sound) as enc, \
+            with muxable_audio(clip) as sound, \
+                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames) as enc, \
                     _opencv_threads(1 if worker else None):
                 for i, (rgb, box) in enumerate(frames):
                     enc.write(rgb)

@@ -18,8 +18,8 @@ import numpy as np
 
 from . import face as fm
 from .datatypes import FaceAnalysis
-from .face_rig import FaceRig
-from .mouth_interior import measure_mouth, paint_mouth, seal_closed_lips
+from .face_rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceRig
+from .mouth_interior import measure_mouth, paint_mouth, seal_closed_lips, seal_opening
 from .warp import PiecewiseAffineWarp, SmoothWarp
 
 
@@ -31,6 +31,33 @@ _LEFT_EYE_AREA = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 38
 # mediapipe's FACEMESH_FACE_OVAL landmark set.
 _FACE_OVAL = (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
               284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454)
+
+
+# Eye openings as closed polygons (upper lid corner → corner, lower lid back).
+_EYE_OPENINGS = [upper + lower[::-1][1:-1] for upper, lower in ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER),
+                                                               (LEFT_EYE_UPPER, LEFT_EYE_LOWER))]
+# Eyes closed further than this are sealed (see seal_opening); below it the opening is wide
+# enough to show what is inside cleanly.
+_SEAL_BLINK = 0.3
+_CLOSED_BLINK = 0.85  # past this the lids meet: nothing of the eye shows between them
+
+
+def draw_lash_line(image: np.ndarray, lid: np.ndarray, rgb: np.ndarray, alpha: float) -> None:
+    """Blend a soft line of colour ``rgb`` along the lid polyline ``lid`` (pixels) into ``image``."""
+    width = float(np.linalg.norm(lid[-1] - lid[0]))
+    thickness = max(1, int(round(0.045 * width)))
+    pad = thickness + 2
+    x0, y0 = np.maximum(np.floor(lid.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.ceil(lid.max(0)).astype(int) + pad + 1
+    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    cover = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.polylines(cover, [np.round((lid - [x0, y0]) * 16).astype(np.int32)], False, 255, thickness,
+                  lineType=cv2.LINE_AA, shift=4)
+    a = (cover.astype(np.float32) / 255.0 * alpha)[..., None]
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = (patch * (1 - a) + np.asarray(rgb, np.float32) * a + 0.5).astype(np.uint8)
 
 
 @dataclass
@@ -64,6 +91,20 @@ class WarpRenderer:
         local[:, :2] -= self.origin
         self.rig = FaceRig(local)
         self.look = measure_mouth(self.region, local)
+        # What lies inside the portrait's eye openings (iris, white), to seal it away in a blink.
+        eyes_open = np.zeros((rh, rw), np.uint8)
+        for idx in _EYE_OPENINGS:
+            cv2.fillPoly(eyes_open, [np.round(local[idx, :2] * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        self._eyes_open = eyes_open.astype(np.float32)
+        # Lash colour per eye (the darkest third of the upper lid margin): a shut eye shows it
+        # as a line where the lids meet.
+        self._lash_rgb = []
+        for upper in (RIGHT_EYE_UPPER, LEFT_EYE_UPPER):
+            xy = np.round(local[upper, :2]).astype(int)
+            xy = np.clip(xy, 0, [rw - 1, rh - 1])
+            margin = self.region[xy[:, 1], xy[:, 0]].astype(np.float32)
+            darkest = margin[np.argsort(margin.sum(1))[: max(1, len(margin) // 3)]]
+            self._lash_rgb.append(darkest.mean(0))
 
         # Control points beyond the mesh: a ring around the head that follows head pose,
         # and the region border, pinned.
@@ -134,6 +175,15 @@ class WarpRenderer:
             map_y[sub][covered] = fy[covered]
         out_region = cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         seal_closed_lips(out_region, map_x, map_y, rig_out, self.look)
+        blink = controls.get("blink", 0.0)
+        if blink > _SEAL_BLINK:
+            for idx in _EYE_OPENINGS:
+                seal_opening(out_region, map_x, map_y, self._eyes_open, rig_out.landmarks[idx], margin=4,
+                             closed=blink > _CLOSED_BLINK)
+        if blink > _CLOSED_BLINK:
+            strength = min(1.0, (blink - _CLOSED_BLINK) / (1.0 - _CLOSED_BLINK))
+            for upper, lash in zip((RIGHT_EYE_UPPER, LEFT_EYE_UPPER), self._lash_rgb):
+                draw_lash_line(out_region, rig_out.landmarks[upper], lash, 0.8 * strength)
         paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.get("tongue", 0.0))
         frame = self.portrait.copy()
         rx0, ry0, rx1, ry1 = self.region_box

@@ -35,18 +35,20 @@ def _frames(n: int, width: int, height: int):
         yield frame
 
 
-def _encode(path: Path, n: int, size=(160, 120), fps=25.0, audio=None) -> Path:
-    with VideoEncoder(path, size, fps=fps, audio_path=audio) as encoder:
+def _encode(path: Path, n: int, size=(160, 120), fps=25.0, audio=None, announce=False) -> Path:
+    with VideoEncoder(path, size, fps=fps, audio_path=audio, frames=n if announce else None) as encoder:
         for frame in _frames(n, *size):
             encoder.write(frame)
     return path
 
 
-def test_video_with_speech_matches_audio_duration(speech, tmp_path):
+# announce=True: the frame count is given up front and the audio goes in during the same run.
+@pytest.mark.parametrize("announce", [False, True])
+def test_video_with_speech_matches_audio_duration(speech, tmp_path, announce):
     clip = load_audio(speech)
     fps = 25.0
     n = round(clip.duration_s * fps)
-    out = _encode(tmp_path / "talk.mp4", n, fps=fps, audio=speech)
+    out = _encode(tmp_path / "talk.mp4", n, fps=fps, audio=speech, announce=announce)
 
     info = probe_video(out)
     assert (info.video_codec, info.pix_fmt, info.audio_codec) == ("h264", "yuv420p", "aac")
@@ -58,19 +60,29 @@ def test_video_with_speech_matches_audio_duration(speech, tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
+@pytest.mark.parametrize("announce", [False, True])
 @pytest.mark.parametrize("fps", [24.0, 30.0])
-def test_longer_audio_is_cut_to_the_video(speech, tmp_path, fps):
+def test_longer_audio_is_cut_to_the_video(speech, tmp_path, fps, announce):
     n = int(2 * fps)
-    info = probe_video(_encode(tmp_path / "short.mp4", n, fps=fps, audio=speech))
+    info = probe_video(_encode(tmp_path / "short.mp4", n, fps=fps, audio=speech, announce=announce))
     assert info.n_frames == n and info.fps == fps
     assert abs(info.audio_duration_s - 2.0) <= 1 / fps
 
 
-def test_multichannel_high_rate_audio_is_muxed(speech, tmp_path):
+def test_fewer_frames_than_announced_is_an_error_and_leaves_nothing(speech, tmp_path):
+    with pytest.raises(ValueError, match="announced"):
+        with VideoEncoder(tmp_path / "short.mp4", (160, 120), audio_path=speech, frames=20) as encoder:
+            for frame in _frames(10, 160, 120):
+                encoder.write(frame)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("announce", [False, True])
+def test_multichannel_high_rate_audio_is_muxed(speech, tmp_path, announce):
     surround = tmp_path / "surround.wav"
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(speech), "-t", "3", "-ar", "96000", "-ac", "6",
                     "-c:a", "pcm_s24le", str(surround)], check=True)
-    info = probe_video(_encode(tmp_path / "surround.mp4", 75, audio=surround))
+    info = probe_video(_encode(tmp_path / "surround.mp4", 75, audio=surround, announce=announce))
     assert info.audio_codec == "aac"
     assert abs(info.audio_duration_s - 3.0) <= 1 / 25
 

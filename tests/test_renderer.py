@@ -66,6 +66,30 @@ def test_blink_closes_the_eyes(face_analyzer, name):
     assert ratios[2] < 0.7 * ratios[0]
 
 
+@pytest.mark.parametrize("name", ["grace_hopper.jpg", "astronaut_eileen_collins.jpg"])
+def test_shut_eyes_show_no_specks_of_the_eye_between_the_lids(face_analyzer, name):
+    import cv2
+
+    from portraittalk.face_rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER
+
+    rgb = load_rgb(EXAMPLES / name)
+    face = face_analyzer.analyze(rgb)
+    shut = WarpRenderer(rgb, face).render({"blink": 1.0})
+    for upper, lower in ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_UPPER, LEFT_EYE_LOWER)):
+        # Where the lids now meet, with a pixel either side; the skin of the closed lid above it.
+        seam = np.zeros(rgb.shape[:2], np.uint8)
+        cv2.polylines(seam, [np.round(shut.landmarks[upper]).astype(np.int32)], False, 1, 3)
+        cv2.polylines(seam, [np.round(shut.landmarks[lower]).astype(np.int32)], False, 1, 3)
+        lid = np.zeros_like(seam)
+        eye_h = np.ptp(face.landmarks[upper + lower, 1])
+        above = np.concatenate([face.landmarks[upper, :2] - [0, 0.6 * eye_h], shut.landmarks[upper[::-1]]])
+        cv2.fillPoly(lid, [np.round(above).astype(np.int32)], 1)
+        lid &= ~seam.astype(bool)
+        luma = shut.rgb.astype(float) @ [0.299, 0.587, 0.114]
+        # The white of the eye or a catchlight squeezed into the seam would be the brightest thing there.
+        assert luma[seam > 0].max() <= np.percentile(luma[lid > 0], 99) + 10, name
+
+
 def test_head_turn_moves_the_nose_a_few_pixels(face_analyzer, hopper):
     _, face, r = hopper
     base = _remesh(face_analyzer, r.render({}).rgb, face.box)
