@@ -39,6 +39,10 @@ class MouthAppearance:
     src_lower_mask: np.ndarray | None
 
 
+# Lips parted by at most this many pixels show no teeth (see paint_mouth).
+THIN_OPENING_PX = 3.0
+
+
 def inner_lip_polygon(landmarks: np.ndarray) -> np.ndarray:
     """Closed polygon of the inner lip contour (upper corner→corner, lower back)."""
     return np.concatenate([landmarks[fm.INNER_UPPER, :2], landmarks[fm.INNER_LOWER[::-1][1:-1], :2]])
@@ -184,6 +188,10 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
     up_y = up_y - corner * 0.018 * W - 0.03 * W * np.clip(np.abs(uu), 0, 1) ** 2
     soft = 0.8 + 0.004 * W  # anti-aliased edge width in px
     in_arch = np.clip((1.0 - np.abs(uu)) * half / soft, 0, 1)
+    # Through lips parted by a pixel or two the teeth would only show as a speckled line; the
+    # opening reads as a dark seam instead, and the teeth fade in as it grows.
+    gap = float((rig.landmarks[14, :2] - rig.landmarks[13, :2]) @ _mouth_down(rig.landmarks))
+    in_arch = in_arch * float(np.clip((gap - THIN_OPENING_PX) / (0.05 * W + 2.0), 0.0, 1.0))
     lower_a = np.nan_to_num(np.clip((gy - lo_y) / soft + 0.5, 0, 1)) * in_arch
     lower_a *= np.nan_to_num(np.clip((lo_y + 0.06 * W - gy) / soft, 0, 1))
     lower_col = look.teeth_rgb[None, None] * (0.68 * side_shade * tooth_tex)[..., None]
@@ -212,6 +220,13 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
     region = out[y0:y1, x0:x1].astype(np.float32)
     a = mask[..., None]
     out[y0:y1, x0:x1] = np.clip(region * (1 - a) + layer * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _mouth_down(landmarks: np.ndarray) -> np.ndarray:
+    """Unit vector from the upper to the lower lip, square to the line through the mouth corners."""
+    across = landmarks[291, :2] - landmarks[61, :2]
+    down = np.array([-across[1], across[0]]) / (np.linalg.norm(across) + 1e-9)
+    return down if down[1] > 0 else -down
 
 
 def _over(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -79,8 +79,12 @@ class PiecewiseAffineWarp:
         k = ids[sel] - 1
         c = coef[k]
         px, py = gx[sel], gy[sel]
-        map_x[sel] = c[:, 0] * px + c[:, 1] * py + c[:, 4]
-        map_y[sel] = c[:, 2] * px + c[:, 3] * py + c[:, 5]
+        # Rasterising takes pixels a little outside each triangle; for a triangle squashed
+        # nearly flat (lips pressed together, a lid shut) the affine map extrapolates them far
+        # away, so every pixel is kept within its source triangle's bounds.
+        s_lo, s_hi = s.min(1).astype(np.float32), s.max(1).astype(np.float32)
+        map_x[sel] = np.clip(c[:, 0] * px + c[:, 1] * py + c[:, 4], s_lo[k, 0], s_hi[k, 0])
+        map_y[sel] = np.clip(c[:, 2] * px + c[:, 3] * py + c[:, 5], s_lo[k, 1], s_hi[k, 1])
         return map_x, map_y, sel
 
 
