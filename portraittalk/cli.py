@@ -17,9 +17,27 @@ EXIT_BAD_INPUT = 2
 
 
 def _quiet_native_logs() -> None:
-    # mediapipe/TFLite write start-up chatter to stderr; the CLI keeps stderr for real messages.
+    """Keep stderr for this program's own messages.
+
+    mediapipe/TFLite write chatter straight to file descriptor 2 from native threads, at
+    moments no Python code can bracket. So fd 2 goes to /dev/null and Python's ``sys.stderr``
+    (errors, warnings, progress, tracebacks) writes to a copy of the real stderr instead.
+    PORTRAITTALK_NATIVE_LOGS=1 keeps the native messages (for debugging).
+    """
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("PORTRAITTALK_NATIVE_LOGS") == "1":
+        return
+    try:
+        sys.stderr.flush()
+        own = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except (OSError, ValueError):  # no usable fd 2: nothing to separate
+        return
+    sys.stderr = os.fdopen(own, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                           errors="backslashreplace")
 
 
 def build_parser() -> argparse.ArgumentParser:
