@@ -165,11 +165,10 @@ class FaceAnalyzer:
             raise InputError(
                 "No face was found in the portrait; please use a clear, front-facing photo of one person."
             )
-        if len(faces) > 1:
-            warnings.append(
-                f"{len(faces)} faces were found; the largest one (box {list(faces[0].box)}) is animated."
-            )
         box = _box_of(landmarks, rgb.shape)
+        if len(faces) > 1:
+            # The box named is the report's face box (the fitted mesh), so the two always agree.
+            warnings.append(f"{len(faces)} faces were found; the largest one (box {list(box)}) is animated.")
         face_px = max(box[2] - box[0], box[3] - box[1])
         if face_px < 64:
             warnings.append(

@@ -39,8 +39,15 @@ class MouthAppearance:
     src_lower_mask: np.ndarray | None
 
 
-# Lips parted by at most this many pixels show no teeth (see paint_mouth).
-THIN_OPENING_PX = 3.0
+# Lips parted by at most this many pixels show no teeth; they fade in over a further
+# TEETH_RAMP mouth widths (see paint_mouth).
+THIN_OPENING_PX = 2.0
+TEETH_RAMP = 0.02
+# Shading of the synthetic teeth: darker gaps between teeth, lower row in the shade of the
+# upper, upper row shaded by the lip just above it.
+TOOTH_GAP_DARKEN = 0.15
+LOWER_TEETH_SHADE = 0.75
+LIP_SHADOW = 0.15
 
 
 def inner_lip_polygon(landmarks: np.ndarray) -> np.ndarray:
@@ -184,22 +191,22 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
         d = np.abs(uu - g) * half
         gaps = np.maximum(gaps, np.exp(-(d / (0.005 * W + 0.45)) ** 2))
         corner = np.maximum(corner, np.clip(1.0 - d / (0.035 * W + 1.0), 0, 1) ** 2)
-    tooth_tex = 1.0 - 0.22 * gaps
+    tooth_tex = 1.0 - TOOTH_GAP_DARKEN * gaps
     up_y = up_y - corner * 0.018 * W - 0.03 * W * np.clip(np.abs(uu), 0, 1) ** 2
     soft = 0.8 + 0.004 * W  # anti-aliased edge width in px
     in_arch = np.clip((1.0 - np.abs(uu)) * half / soft, 0, 1)
     # Through lips parted by a pixel or two the teeth would only show as a speckled line; the
     # opening reads as a dark seam instead, and the teeth fade in as it grows.
     gap = float((rig.landmarks[14, :2] - rig.landmarks[13, :2]) @ _mouth_down(rig.landmarks))
-    in_arch = in_arch * float(np.clip((gap - THIN_OPENING_PX) / (0.05 * W + 2.0), 0.0, 1.0))
+    in_arch = in_arch * float(np.clip((gap - THIN_OPENING_PX) / (TEETH_RAMP * W + 1.5), 0.0, 1.0))
     lower_a = np.nan_to_num(np.clip((gy - lo_y) / soft + 0.5, 0, 1)) * in_arch
     lower_a *= np.nan_to_num(np.clip((lo_y + 0.06 * W - gy) / soft, 0, 1))
-    lower_col = look.teeth_rgb[None, None] * (0.68 * side_shade * tooth_tex)[..., None]
+    lower_col = look.teeth_rgb[None, None] * (LOWER_TEETH_SHADE * side_shade * tooth_tex)[..., None]
     layer = _over(layer, lower_col, lower_a[..., None])
     upper_a = np.nan_to_num(np.clip((up_y - gy) / soft + 0.5, 0, 1)) * in_arch
     # Shadow of the upper lip on the teeth: darker near the lip.
     lip_dist = np.clip(dist / (0.05 * W + 1e-6), 0, 1)
-    upper_col = look.teeth_rgb[None, None] * (side_shade * tooth_tex * (0.72 + 0.28 * lip_dist))[..., None]
+    upper_col = look.teeth_rgb[None, None] * (side_shade * tooth_tex * (1.0 - LIP_SHADOW * (1.0 - lip_dist)))[..., None]
     layer = _over(layer, upper_col, upper_a[..., None])
 
     # Soften the painted parts to the photo's sharpness.
