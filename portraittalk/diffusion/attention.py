@@ -107,6 +107,39 @@ def _prepare(attn: Attention, hidden_states: torch.Tensor, temb: torch.Tensor | 
     return residual, hidden_states, shape4
 
 
+def _project(attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+             attention_mask):
+    """``AttnProcessor2_0``'s mask, norms and q/k/v projections: (batch, mask, query, key, value)."""
+    batch_size, sequence_length, _ = (
+        hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+    )
+    attention_mask = _mask_for_sdpa(attn, attention_mask, sequence_length, batch_size)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if encoder_hidden_states is None:
+        encoder_hidden_states = hidden_states
+    elif attn.norm_cross:
+        encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+    return batch_size, attention_mask, query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+
+
+def _attend(attn: Attention, batch_size: int, query, key, value, attention_mask):
+    """Multi-head scaled dot-product attention as ``AttnProcessor2_0`` does it:
+    (query split into heads, head size, output before the out-projection)."""
+    head_dim = key.shape[-1] // attn.heads
+    query = _split_heads(query, batch_size, attn.heads, head_dim)
+    key = _split_heads(key, batch_size, attn.heads, head_dim)
+    value = _split_heads(value, batch_size, attn.heads, head_dim)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
+    out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+    return query, head_dim, out.to(query.dtype)
+
+
 def _finish(attn: Attention, hidden_states: torch.Tensor, residual: torch.Tensor, shape4) -> torch.Tensor:
     hidden_states = attn.to_out[0](hidden_states)
     hidden_states = attn.to_out[1](hidden_states)
@@ -146,34 +179,10 @@ class DecoupledCrossAttnProcessor:
         portraittalk: DenoiserConditions | ReferenceCapture | None = None,
     ) -> torch.Tensor:
         residual, hidden_states, shape4 = _prepare(attn, hidden_states, temb)
-        batch_size, sequence_length, _ = (
-            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
-        )
-        attention_mask = _mask_for_sdpa(attn, attention_mask, sequence_length, batch_size)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        batch_size, attention_mask, query, key, value = _project(attn, hidden_states, encoder_hidden_states,
+                                                                 attention_mask)
 
-        query = attn.to_q(hidden_states)
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
-
-        inner_dim = key.shape[-1]
-        head_dim = inner_dim // attn.heads
-        query = _split_heads(query, batch_size, attn.heads, head_dim)
-        key = _split_heads(key, batch_size, attn.heads, head_dim)
-        value = _split_heads(value, batch_size, attn.heads, head_dim)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
-        out = out.to(query.dtype)
+        query, head_dim, out = _attend(attn, batch_size, query, key, value, attention_mask)
 
         state = portraittalk if isinstance(portraittalk, DenoiserConditions) else None
         if state is not None:
@@ -221,20 +230,8 @@ class ReferenceAttnProcessor:
         if encoder_hidden_states is None and state is not None and state.reference_active:
             reference = state.reference_features.get(self.layer)
 
-        batch_size, sequence_length, _ = (
-            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
-        )
-        attention_mask = _mask_for_sdpa(attn, attention_mask, sequence_length, batch_size)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        query = attn.to_q(hidden_states)
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
+        batch_size, attention_mask, query, key, value = _project(attn, hidden_states, encoder_hidden_states,
+                                                                 attention_mask)
 
         if reference is not None:
             # Project the (few) reference rows once, then gather one row per denoiser sample.
@@ -253,19 +250,7 @@ class ReferenceAttnProcessor:
                 ref = state.reference_keep.to(key.device).view(-1, 1).expand(-1, ref_key.shape[1])
                 attention_mask = torch.cat([own, ref], dim=1)[:, None, None, :]
 
-        inner_dim = key.shape[-1]
-        head_dim = inner_dim // attn.heads
-        query = _split_heads(query, batch_size, attn.heads, head_dim)
-        key = _split_heads(key, batch_size, attn.heads, head_dim)
-        value = _split_heads(value, batch_size, attn.heads, head_dim)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
-        out = out.to(query.dtype)
+        _, _, out = _attend(attn, batch_size, query, key, value, attention_mask)
         return _finish(attn, out, residual, shape4)
 
 
