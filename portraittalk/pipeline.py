@@ -151,7 +151,7 @@ class PortraitTalkPipeline:
         from .motion import apply_prompt, build_motion_track
         from .prompt import parse_prompt
         from .renderer import WarpRenderer
-        from .speech import analyze_speech
+        from .speech import NO_SPEECH_WARNING, analyze_speech
 
         s = (settings or RenderSettings()).validated()
         out_path = check_output_path(out_path)  # before any work: a bad path fails at once
@@ -274,10 +274,8 @@ class PortraitTalkPipeline:
             summ = identity.summary()
             if summ.get("frames_over_threshold", 0):
                 warnings.append(f"{summ['frames_over_threshold']} frame(s) drifted beyond the same-person threshold.")
-        if speech.speech_ratio < 0.02:
-            msg = "The audio contains no speech; the video shows an idle face."
-            if msg not in warnings:
-                warnings.append(msg)
+        if speech.speech_ratio < 0.02 and not any("no speech" in w for w in warnings):
+            warnings.append(NO_SPEECH_WARNING)
         report_progress("done", 1.0, "Done")
         release_freed_memory()
         report = build_report(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings)

@@ -55,6 +55,7 @@ ENERGY_RANGE_DB = 35.0  # energy 0 is this far below the loud frames (or just ab
 LOUD_PERCENTILE = 95.0  # "loud frames" of the clip
 NOISE_PERCENTILE = 10.0
 SILENT_CLIP_DBFS = -60.0  # loud frames quieter than this: nothing audible at all
+DIGITAL_SILENCE_DBFS = -110.0  # … and below this, not even a faint signal (zeros, dither)
 # Speech has quiet gaps between words (≥ 23 dB under the loud frames on the samples); a music bed
 # has not (8.5 dB on the song).
 MIN_SPEECH_DYNAMICS_DB = 15.0
@@ -151,10 +152,14 @@ def analyze_speech(clip: AudioClip, fps: float, transcript: str | None = None) -
 
 def _no_speech(feats: "AcousticFeatures", duration: float, n_frames: int, fps: float) -> SpeechAnalysis:
     grid = _frame_features(feats, np.zeros(feats.n, bool), n_frames, fps)
+    warning = NO_SPEECH_WARNING
+    if not feats.audible and feats.loud_db > DIGITAL_SILENCE_DBFS:  # a signal, far too quiet: say what to do
+        warning = (f"The recording is very quiet (its loudest parts are about {feats.loud_db:.0f} dBFS), so no "
+                   "speech was found and the video shows an idle face; raise its level and try again.")
     return SpeechAnalysis(
         phones=[PhoneSegment(SILENCE, 0.0, round(duration, 3))], method="acoustic", language="unknown",
         speech_ratio=0.0, fps=float(fps), energy=grid["energy"], voicing=grid["voicing"], pitch=grid["pitch"],
-        speech=grid["speech"], warnings=[NO_SPEECH_WARNING],
+        speech=grid["speech"], warnings=[warning],
     )
 
 

@@ -444,6 +444,17 @@ def test_nan_samples_are_silenced_not_turned_into_clicks(pipeline, folder, speec
     assert peak["nan"] < 1.2 * peak["clean"] + 0.02, peak
 
 
+def test_a_far_too_quiet_recording_is_named_as_such(pipeline, folder, speech_samples):
+    faint = write_wav(folder / "faint.wav", 0.0003 * speech_samples, ANALYSIS_RATE)  # about −80 dBFS
+    result = render(pipeline, example_file("grace_hopper.jpg"), faint, folder / "faint.mp4")
+    note = next(w for w in result.warnings if "no speech" in w)
+    assert "very quiet" in note and "dBFS" in note and "raise its level" in note
+    assert np.asarray(result.motion.jaw_open).max() < 0.05
+    silent = write_wav(folder / "zeros.wav", np.zeros(2 * ANALYSIS_RATE), ANALYSIS_RATE)
+    result = render(pipeline, example_file("grace_hopper.jpg"), silent, folder / "zeros.mp4")
+    assert [w for w in result.warnings if "no speech" in w] == ["The audio contains no speech; the video shows an idle face."]
+
+
 def test_recording_details_are_reported(pipeline, folder, speech):
     audio = _convert(speech, folder / "report_96k_6ch.wav", "-ar", "96000", "-ac", "6", "-c:a", "pcm_s24le")
     result = render(pipeline, example_file("grace_hopper.jpg"), audio, folder / "report.mp4")
