@@ -80,19 +80,9 @@ def test_render_yields_face_crop_frames(weights):
 
 
 def test_refine_only_engine(weights):
-    from transformers import CLIPImageProcessorPil
-
     from portraittalk.diffusion import tiny
-    from portraittalk.diffusion.refine import PortraitRefiner
 
-    tokenizer = tiny.tiny_tokenizer()
-    unet = tiny.tiny_unet()
-    refiner = PortraitRefiner.from_components(
-        vae=tiny.tiny_vae(), text_encoder=tiny.tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
-        motion_adapter=tiny.tiny_motion_adapter(), scheduler=tiny.tiny_scheduler(), image_encoder=tiny.tiny_image_encoder(),
-        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        ip_adapter_state_dict=tiny.tiny_ip_adapter_state_dict(unet),
-    )
+    refiner = tiny.tiny_refiner()
     eng = DiffusionEngine.for_refine(device="cpu", refiner=refiner)
     frames, _, _ = synthetic_talking_clip(n_frames=5, size=32, fps=25.0, seed=3)
     out = eng.refine(frames, [frames[0]], prompt="a face", strength=0.4, steps=4)

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from portraittalk.errors import InputError
 from portraittalk.diffusion import tiny
-from portraittalk.diffusion.refine import PortraitRefiner, RefineWeights
+from portraittalk.diffusion.refine import RefineWeights
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -14,17 +13,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def refiner():
-    from transformers import CLIPImageProcessorPil
-
-    torch.manual_seed(0)
-    tokenizer = tiny.tiny_tokenizer()
-    unet = tiny.tiny_unet()
-    return PortraitRefiner.from_components(
-        vae=tiny.tiny_vae(), text_encoder=tiny.tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
-        motion_adapter=tiny.tiny_motion_adapter(), scheduler=tiny.tiny_scheduler(), image_encoder=tiny.tiny_image_encoder(),
-        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        ip_adapter_state_dict=tiny.tiny_ip_adapter_state_dict(unet),
-    )
+    return tiny.tiny_refiner(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -57,21 +57,11 @@ def test_prompt_is_understood_reported_and_changes_the_face(pipeline, tmp_path):
 
 
 def test_refine_mode_without_weights_refines_the_warp_frames(pipeline, tmp_path, monkeypatch):
-    from transformers import CLIPImageProcessorPil
-
     import portraittalk.pipeline as pl
     from portraittalk.diffusion import tiny
     from portraittalk.diffusion.engine import DiffusionEngine
-    from portraittalk.diffusion.refine import PortraitRefiner
 
-    tokenizer = tiny.tiny_tokenizer()
-    unet = tiny.tiny_unet()
-    refiner = PortraitRefiner.from_components(
-        vae=tiny.tiny_vae(), text_encoder=tiny.tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
-        motion_adapter=tiny.tiny_motion_adapter(), scheduler=tiny.tiny_scheduler(), image_encoder=tiny.tiny_image_encoder(),
-        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        ip_adapter_state_dict=tiny.tiny_ip_adapter_state_dict(unet),
-    )
+    refiner = tiny.tiny_refiner()
     real_for_refine = DiffusionEngine.for_refine
     monkeypatch.setattr(DiffusionEngine, "for_refine",
                         classmethod(lambda cls, device=None: real_for_refine.__func__(cls, device="cpu", refiner=refiner)))

@@ -162,6 +162,25 @@ def tiny_ip_adapter_state_dict(unet, image_embed_dim: int = 16, seed: int = 0) -
     return state
 
 
+def tiny_refiner(seed: int | None = None):
+    """A refine-mode :class:`~.refine.PortraitRefiner` (AnimateDiff video-to-video + IP-Adapter)
+    from tiny random components, 32 px; ``seed`` seeds torch first when given."""
+    from transformers import CLIPImageProcessorPil
+
+    from .refine import PortraitRefiner
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer()
+    unet = tiny_unet()
+    return PortraitRefiner.from_components(
+        vae=tiny_vae(), text_encoder=tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
+        motion_adapter=tiny_motion_adapter(), scheduler=tiny_scheduler(), image_encoder=tiny_image_encoder(),
+        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        ip_adapter_state_dict=tiny_ip_adapter_state_dict(unet),
+    )
+
+
 def synthetic_talking_clip(n_frames: int = 24, size: int = TINY_RESOLUTION, fps: float = 25.0, seed: int = 0):
     """A drawn face whose mouth opens and closes with a voiced tone: ``(frames, landmarks, audio)``.
 
