@@ -52,7 +52,7 @@ import PIL.Image
 
 from portraittalk import __version__ as PORTRAITTALK_VERSION
 from portraittalk.errors import PortraitTalkError, InputError
-from portraittalk.metrics import COMPARE_HEADERS
+from portraittalk.evaluation.metrics import COMPARE_HEADERS
 from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, RenderSettings, limit_malloc_arenas
 
 log = logging.getLogger("portraittalk.app")
@@ -99,7 +99,7 @@ UNEXPECTED_ERROR = ("Something went wrong on our side while making the video. Pl
 def diffusion_availability() -> tuple[bool, str]:
     """(available, reason) for the diffusion engine; never raises."""
     try:
-        from portraittalk.diffusion.engine import diffusion_status
+        from portraittalk.engines.diffusion.engine import diffusion_status
     except Exception:  # the module is optional: missing or broken means "not installed"
         return False, "the diffusion engine is not installed"
     try:
@@ -348,7 +348,7 @@ def face_preview(portrait_path: str, max_size: int) -> np.ndarray:
 
 def check_audio(audio_path: str) -> None:
     """InputError for a recording that is unreadable, too short or over the Space's limit."""
-    from portraittalk.audio_io import load_audio
+    from portraittalk.io.audio import load_audio
 
     load_audio(audio_path, max_duration_s=MAX_AUDIO_SECONDS)
 
@@ -608,7 +608,7 @@ EVALUATIONS = EvaluationCache(EVALUATION_CACHE_ENTRIES)
 @functools.cache
 def video_evaluator():
     """One evaluator for the process, sharing the pipeline's face mesh and identity network."""
-    from portraittalk.metrics import VideoEvaluator
+    from portraittalk.evaluation.metrics import VideoEvaluator
 
     return VideoEvaluator(PIPELINE.face_analyzer, PIPELINE.identity_scorer)
 
@@ -616,7 +616,7 @@ def video_evaluator():
 def check_compare_inputs(portrait: Any, video_a: Any, video_b: Any) -> tuple[str, str, str]:
     """Paths of the portrait and both videos; InputError for a missing one or a file that is
     not a video (checked for both before the slow part, so a bad video B fails at once)."""
-    from portraittalk.encoder import probe_video
+    from portraittalk.io.video import probe_video
 
     portrait_path = _as_path(portrait)
     if not portrait_path:
@@ -639,7 +639,7 @@ def check_compare_inputs(portrait: Any, video_a: Any, video_b: Any) -> tuple[str
 def evaluate_cached(video: str, portrait: str, audio: str | None, transcript: str | None,
                     progress: Callable[[float, str], None]):
     """The evaluation of one video against the portrait (measured once per set of inputs)."""
-    from portraittalk.metrics import evaluate_video
+    from portraittalk.evaluation.metrics import evaluate_video
 
     key = EvaluationCache.key(video, portrait, audio, transcript)
     found = EVALUATIONS.get(key)
@@ -678,7 +678,7 @@ def compare_videos(portrait, video_a, video_b, audio=None, transcript="", progre
     """Measure two videos against the portrait they should show. Returns (table, plot,
     verdict): one row per metric with both values and the better video, both videos'
     identity and lip-sync curves over time, and a one-line verdict."""
-    from portraittalk.metrics import compare
+    from portraittalk.evaluation.metrics import compare
 
     portrait_path, path_a, path_b = check_compare_inputs(portrait, video_a, video_b)
     audio_path = _as_path(audio)

@@ -39,7 +39,7 @@ def build_speech(seconds: float, out_dir: Path) -> Path:
     """A WAV of `seconds` of real speech: the example clips one after another, repeated."""
     import numpy as np
 
-    from portraittalk.audio_io import ANALYSIS_RATE, load_audio, write_wav
+    from portraittalk.io.audio import ANALYSIS_RATE, load_audio, write_wav
 
     clips = [load_audio(p).samples for p in sorted(EXAMPLES.glob("librivox_*.wav"))]
     if not clips:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .encoder import read_frames
+from .io.video import read_frames
 
 
 def contact_sheet(video: str | Path, out: str | Path, count: int = 24, every: int | None = None,

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .datatypes import FaceAnalysis, IdentityScores, MotionTrack, Portrait, SpeechAnalysis
+from .contracts import FaceAnalysis, IdentityScores, MotionTrack, Portrait, SpeechAnalysis
 from .errors import InputError
 
 # Progress callback: (stage name, fraction of the whole job done 0…1, human message).
@@ -110,7 +110,7 @@ class PortraitTalkPipeline:
     def face_analyzer(self):
         with self._lock:
             if self._face is None:
-                from .face import FaceAnalyzer
+                from .analysis.face import FaceAnalyzer
                 self._face = FaceAnalyzer()
                 self._face.warm_up()
             return self._face
@@ -121,7 +121,7 @@ class PortraitTalkPipeline:
             if self._identity is None:
                 import torch
 
-                from .identity import IdentityScorer
+                from .scoring.identity import IdentityScorer
                 # Scoring shares the CPU with the renderer and the encoder: one thread each
                 # is faster than letting torch spread over every core.
                 torch.set_num_threads(1)
@@ -130,28 +130,28 @@ class PortraitTalkPipeline:
 
     def warm_up(self, text_model: bool = True) -> None:
         """Load every model now (the app calls this at start-up, so no visitor waits for it)."""
-        from . import speech
+        from .analysis import speech
         _ = self.face_analyzer, self.identity_scorer
         speech._phone_decoder(), speech._align_decoder()
         if text_model:
-            from .prompt import get_text_encoder
+            from .motion.prompt import get_text_encoder
             get_text_encoder()
 
     # ------------------------------------------------------------------------------------
     def analyze_portrait(self, image: str | Path | bytes, max_size: int) -> tuple[Portrait, FaceAnalysis]:
-        from .image_io import load_portrait
+        from .io.image import load_portrait
         portrait = load_portrait(image, max_size=max_size)
         return portrait, self.face_analyzer.analyze(portrait.rgb)
 
     def render(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
                references: list[str | Path | bytes] | None = None) -> RenderResult:
-        from .audio_io import load_audio, muxable_audio
-        from .encoder import VideoEncoder
-        from .motion import apply_prompt, build_motion_track
-        from .prompt import parse_prompt
-        from .renderer import WarpRenderer
-        from .speech import NO_SPEECH_WARNING, analyze_speech
+        from .io.audio import load_audio, muxable_audio
+        from .io.video import VideoEncoder
+        from .motion.track import apply_prompt, build_motion_track
+        from .motion.prompt import parse_prompt
+        from .engines.warp.renderer import WarpRenderer
+        from .analysis.speech import NO_SPEECH_WARNING, analyze_speech
 
         s = (settings or RenderSettings()).validated()
         out_path = check_output_path(out_path)  # before any work: a bad path fails at once
@@ -193,7 +193,7 @@ class PortraitTalkPipeline:
 
         look = None
         if controls is not None and controls.style:
-            from .style import StyleFilter
+            from .engines.warp.looks import StyleFilter
             look = StyleFilter(controls.style, controls.style_strength,
                                face_size=max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
         # Painterly looks are too slow per frame: the styled portrait is warped instead, and
@@ -307,10 +307,10 @@ class PortraitTalkPipeline:
         The warp engine's rig still provides each frame's landmarks: they become the
         model's structure maps (the motion track drives the diffusion engine too).
         """
-        from .diffusion.data import crop_square, face_crop_box, to_crop_coords
-        from .diffusion.engine import DiffusionEngine
-        from .diffusion.loading import configured_weights
-        from .diffusion.structure import structure_map_from_landmarks
+        from .engines.diffusion.data import crop_square, face_crop_box, to_crop_coords
+        from .engines.diffusion.engine import DiffusionEngine
+        from .engines.diffusion.loading import configured_weights
+        from .engines.diffusion.structure import structure_map_from_landmarks
 
         if configured_weights(s.weights) is None:
             # No PortraitTalk weights: refine the warp engine's frames with public base weights.
@@ -343,8 +343,8 @@ class PortraitTalkPipeline:
         The warp frames are rendered twice (once for the crops, once to paste into): that is
         cheaper than keeping every full frame in memory.
         """
-        from .diffusion.data import crop_square, face_crop_box
-        from .diffusion.engine import DiffusionEngine
+        from .engines.diffusion.data import crop_square, face_crop_box
+        from .engines.diffusion.engine import DiffusionEngine
 
         engine = DiffusionEngine.for_refine(s.device)  # clear error without a GPU
         box = face_crop_box(face.landmarks[:, :2], 1.6)
@@ -450,7 +450,7 @@ class _Timer:
 def build_report(out_path: Path, s: RenderSettings, portrait: Portrait, face: FaceAnalysis, clip, speech: SpeechAnalysis,
                  motion: MotionTrack, identity: IdentityScores | None, timings: dict[str, float],
                  warnings: list[str]) -> dict[str, Any]:
-    from .face import estimate_yaw_degrees
+    from .analysis.face import estimate_yaw_degrees
     fps = s.fps
     report: dict[str, Any] = {
         "video": {"path": str(out_path), "fps": fps, "frames": motion.n_frames,

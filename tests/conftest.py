@@ -66,7 +66,7 @@ def torch_one_thread():
 
 @pytest.fixture(scope="session")
 def face_analyzer():
-    from portraittalk.face import FaceAnalyzer
+    from portraittalk.analysis.face import FaceAnalyzer
     return FaceAnalyzer()
 
 
@@ -89,5 +89,5 @@ def example_speech() -> Path:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    from portraittalk.image_io import load_portrait
+    from portraittalk.io.image import load_portrait
     return load_portrait(path).rgb

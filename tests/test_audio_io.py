@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from portraittalk.audio_io import ANALYSIS_RATE, ffmpeg_exe, load_audio, parse_audio_stream, write_wav
+from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, parse_audio_stream, write_wav
 from portraittalk.errors import InputError
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "audio"

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portraittalk.audio_io import ANALYSIS_RATE, ffmpeg_exe, load_audio, probe_audio, write_wav
-from portraittalk.encoder import probe_video, read_frames
+from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, probe_audio, write_wav
+from portraittalk.io.video import probe_video, read_frames
 from portraittalk.errors import InputError
 from portraittalk.pipeline import MAX_AUDIO_SECONDS, RenderResult, RenderSettings
 
@@ -210,7 +210,7 @@ def test_unusable_portrait_is_refused_with_a_sentence(pipeline, folder, photo, s
 
 _LOAD_IN_CHILD = """
 import json, sys
-from portraittalk.image_io import load_portrait
+from portraittalk.io.image import load_portrait
 p = load_portrait(sys.argv[1], max_size=512)
 top = p.rgb[:40].reshape(-1, 3).mean(axis=0).tolist()
 # VmHWM: this process's own peak (ru_maxrss would include the parent's, carried across exec).

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from portraittalk.diffusion.attention import (
+from portraittalk.engines.diffusion.attention import (
     STATE_KWARG,
     ConditionAttentionAdapter,
     DenoiserConditions,
     install_denoiser_processors,
     spatial_attention_layers,
 )
-from portraittalk.diffusion.tiny import build_tiny_pipeline
+from portraittalk.engines.diffusion.tiny import build_tiny_pipeline
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -117,7 +117,7 @@ def test_reference_attention_reads_captured_features_and_can_be_masked(pipe):
 
 
 def test_fresh_adapter_starts_as_the_text_projections():
-    from portraittalk.diffusion.tiny import tiny_unet
+    from portraittalk.engines.diffusion.tiny import tiny_unet
 
     unet = tiny_unet()
     adapter = ConditionAttentionAdapter.for_unet(unet)

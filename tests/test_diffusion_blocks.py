@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from portraittalk.diffusion.audio import AudioProjection, SpeechFeatureEncoder, window_features
-from portraittalk.diffusion.guidance import guidance_branches
-from portraittalk.diffusion.identity import IdentityEncoder
-from portraittalk.diffusion.pipeline import window_plan
-from portraittalk.diffusion.structure import loss_weights, structure_map_from_landmarks
-from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip, tiny_audio_encoder
+from portraittalk.engines.diffusion.audio import AudioProjection, SpeechFeatureEncoder, window_features
+from portraittalk.engines.diffusion.guidance import guidance_branches
+from portraittalk.engines.diffusion.identity import IdentityEncoder
+from portraittalk.engines.diffusion.pipeline import window_plan
+from portraittalk.engines.diffusion.structure import loss_weights, structure_map_from_landmarks
+from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip, tiny_audio_encoder
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from portraittalk.errors import EngineUnavailableError
-from portraittalk.diffusion import engine
-from portraittalk.diffusion.engine import DiffusionEngine, diffusion_status, refine_status
-from portraittalk.diffusion.loading import WEIGHTS_ENV
-from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
+from portraittalk.engines.diffusion import engine
+from portraittalk.engines.diffusion.engine import DiffusionEngine, diffusion_status, refine_status
+from portraittalk.engines.diffusion.loading import WEIGHTS_ENV
+from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
 
 from .conftest import SAMPLES
 
@@ -80,7 +80,7 @@ def test_render_yields_face_crop_frames(weights):
 
 
 def test_refine_only_engine(weights):
-    from portraittalk.diffusion import tiny
+    from portraittalk.engines.diffusion import tiny
 
     refiner = tiny.tiny_refiner()
     eng = DiffusionEngine.for_refine(device="cpu", refiner=refiner)
@@ -111,7 +111,7 @@ def test_face_descriptors_separate_people():
         pytest.skip("shared sample portraits not available")
     from PIL import Image
 
-    from portraittalk.diffusion.identity import FaceEmbedder
+    from portraittalk.engines.diffusion.identity import FaceEmbedder
 
     embed = FaceEmbedder()
     def load(path):  # portraits at about face-crop size, as the engine gets them

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from portraittalk.errors import EngineUnavailableError, InputError
-from portraittalk.diffusion.loading import WEIGHTS_ENV, WeightsNotFoundError
-from portraittalk.diffusion.pipeline import PortraitTalkPipeline, window_plan
-from portraittalk.diffusion.structure import structure_map_from_landmarks
-from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
+from portraittalk.engines.diffusion.loading import WEIGHTS_ENV, WeightsNotFoundError
+from portraittalk.engines.diffusion.pipeline import PortraitTalkPipeline, window_plan
+from portraittalk.engines.diffusion.structure import structure_map_from_landmarks
+from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from portraittalk.errors import InputError
-from portraittalk.diffusion import tiny
-from portraittalk.diffusion.refine import RefineWeights
+from portraittalk.engines.diffusion import tiny
+from portraittalk.engines.diffusion.refine import RefineWeights
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

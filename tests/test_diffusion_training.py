@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from portraittalk.diffusion.data import (
+from portraittalk.engines.diffusion.data import (
     TalkingFaceVideoDataset,
     crop_square,
     face_crop_box,
@@ -15,9 +15,9 @@ from portraittalk.diffusion.data import (
     to_crop_coords,
     write_video_cache,
 )
-from portraittalk.diffusion.pipeline import PortraitTalkPipeline
-from portraittalk.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
-from portraittalk.diffusion.train import TrainConfig, _parser, train
+from portraittalk.engines.diffusion.pipeline import PortraitTalkPipeline
+from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
+from portraittalk.engines.diffusion.train import TrainConfig, _parser, train
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 

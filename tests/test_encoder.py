@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from portraittalk.audio_io import ffmpeg_exe, load_audio, write_wav
-from portraittalk.encoder import VideoEncoder, VideoEncodingError, probe_video, read_frames
+from portraittalk.io.audio import ffmpeg_exe, load_audio, write_wav
+from portraittalk.io.video import VideoEncoder, VideoEncodingError, probe_video, read_frames
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "samples" / "audio" / "jfk_inaugural_en_16k.wav"
 

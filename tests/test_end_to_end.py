@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from portraittalk.encoder import probe_video, read_frames
-from portraittalk.face import mouth_gap_ratio
+from portraittalk.io.video import probe_video, read_frames
+from portraittalk.analysis.face import mouth_gap_ratio
 from portraittalk.pipeline import RenderSettings
 
 from .conftest import EXAMPLES, REPO, sample
@@ -40,7 +40,7 @@ def rendered(pipeline, tmp_path_factory):
 
 def test_video_streams_and_duration(rendered):
     result, audio = rendered
-    from portraittalk.audio_io import load_audio
+    from portraittalk.io.audio import load_audio
     dur = load_audio(audio).duration_s
     info = probe_video(result.video_path)
     assert info.video_codec == "h264" and info.pix_fmt == "yuv420p"
@@ -110,7 +110,7 @@ def test_mouth_motion_is_in_sync_with_the_speech(rendered, face_analyzer):
 
 
 def test_silence_gives_an_idle_video_with_a_warning(pipeline, tmp_path):
-    from portraittalk.audio_io import write_wav
+    from portraittalk.io.audio import write_wav
     silent = write_wav(tmp_path / "silence.wav", np.zeros(16000 * 2, np.float32), 16000)
     res = pipeline.render(EXAMPLES / "astronaut_eileen_collins.jpg", silent, tmp_path / "idle.mp4",
                           RenderSettings(score_identity=False))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from portraittalk.errors import InputError
-from portraittalk.face import estimate_yaw_degrees, eye_open_ratio, mouth_gap_ratio
+from portraittalk.analysis.face import estimate_yaw_degrees, eye_open_ratio, mouth_gap_ratio
 
 from .conftest import EXAMPLES, load_rgb, sample
 

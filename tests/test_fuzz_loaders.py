@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from portraittalk.audio_io import ANALYSIS_RATE, MIN_DURATION_S, ffmpeg_exe, load_audio, write_wav
-from portraittalk.datatypes import AudioClip, Portrait
+from portraittalk.io.audio import ANALYSIS_RATE, MIN_DURATION_S, ffmpeg_exe, load_audio, write_wav
+from portraittalk.contracts import AudioClip, Portrait
 from portraittalk.errors import InputError
-from portraittalk.image_io import MIN_SIDE, load_portrait
+from portraittalk.io.image import MIN_SIDE, load_portrait
 
 FUZZ = settings(deadline=None, database=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

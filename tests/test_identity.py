@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portraittalk.identity import SAME_PERSON_DISTANCE, IdentityScorer, compare
+from portraittalk.scoring.identity import SAME_PERSON_DISTANCE, IdentityScorer, compare
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "images"
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from portraittalk.errors import InputError
-from portraittalk.image_io import BACKGROUND_RGB, MAX_PIXELS, load_portrait
+from portraittalk.io.image import BACKGROUND_RGB, MAX_PIXELS, load_portrait
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "images"
 

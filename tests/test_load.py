@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from portraittalk.audio_io import ffmpeg_exe
-from portraittalk.encoder import probe_video
+from portraittalk.io.audio import ffmpeg_exe
+from portraittalk.io.video import probe_video
 
 from .conftest import EXAMPLES, REPO, free_port
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from portraittalk.audio_io import ANALYSIS_RATE, load_audio, write_wav
-from portraittalk.encoder import probe_video
+from portraittalk.io.audio import ANALYSIS_RATE, load_audio, write_wav
+from portraittalk.io.video import probe_video
 from portraittalk.errors import InputError
 from portraittalk.pipeline import MAX_AUDIO_SECONDS, RenderSettings
 
@@ -54,7 +54,7 @@ def test_peak_memory_does_not_grow_with_the_clip_length():
 
 _REFUSE_LONG = """
 import json, sys
-from portraittalk.audio_io import load_audio
+from portraittalk.io.audio import load_audio
 from portraittalk.errors import InputError
 try:
     load_audio(sys.argv[1], max_duration_s=float(sys.argv[2]))

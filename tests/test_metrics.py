@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from portraittalk.datatypes import PhoneSegment
+from portraittalk.contracts import PhoneSegment
 from portraittalk.errors import InputError
-from portraittalk.metrics import (
+from portraittalk.evaluation.metrics import (
     COMPARE_HEADERS, COMPARE_ROWS, VideoEvaluation, VideoEvaluator, adfd, av_offset, compare, count_blinks,
     landmark_jitter, masked_ssim, phone_checks, speech_envelope,
 )
@@ -36,7 +36,7 @@ def example(name: str) -> Path:
 
 
 def write_video(path: Path, frames, fps: float = FPS, audio: Path | None = None) -> Path:
-    from portraittalk.encoder import VideoEncoder
+    from portraittalk.io.video import VideoEncoder
 
     frames = list(frames)
     h, w = frames[0].shape[:2]
@@ -61,7 +61,7 @@ def evaluator(pipe):
 
 @pytest.fixture(scope="module")
 def hopper(pipe):
-    from portraittalk.image_io import load_portrait
+    from portraittalk.io.image import load_portrait
     path = example("grace_hopper.jpg")
     rgb = load_portrait(path).rgb
     return path, rgb, pipe.face_analyzer.analyze(rgb)
@@ -70,7 +70,7 @@ def hopper(pipe):
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     """A real LibriVox sentence after half a second of silence (a pause to check)."""
-    from portraittalk.audio_io import load_audio, write_wav
+    from portraittalk.io.audio import load_audio, write_wav
     source = load_audio(example("librivox_0880.wav"))
     transcript = example("librivox_0880.txt").read_text().strip()
     samples = np.concatenate([np.zeros(source.sample_rate // 2, np.float32), source.samples])
@@ -95,7 +95,7 @@ def still_eval(evaluator, hopper, speech, work):
 @pytest.fixture(scope="module")
 def shifted_eval(evaluator, hopper, speech, work):
     """Mouth opening = speech envelope delayed by SHIFT_FRAMES; two blinks; a slow head turn."""
-    from portraittalk.renderer import WarpRenderer
+    from portraittalk.engines.warp.renderer import WarpRenderer
 
     path, rgb, face = hopper
     wav, transcript, clip = speech
@@ -237,7 +237,7 @@ def test_injected_flicker_raises_the_flicker_metric(evaluator, hopper, work, sti
 
 
 def test_swapped_face_falls_below_the_identity_threshold(evaluator, hopper, work):
-    from portraittalk.image_io import load_portrait
+    from portraittalk.io.image import load_portrait
 
     path, rgb, _ = hopper
     other = load_portrait(example("astronaut_eileen_collins.jpg")).rgb
@@ -314,8 +314,8 @@ def test_report_round_trips_through_json_and_compares(still_eval, shifted_eval):
 
 
 def test_evaluate_command_writes_a_json_report(evaluator, hopper, speech, work, monkeypatch, capsys):
-    import portraittalk.metrics as metrics
-    from portraittalk.evaluate import add_evaluate_parser, run_evaluate
+    import portraittalk.evaluation.metrics as metrics
+    from portraittalk.cli.evaluate import add_evaluate_parser, run_evaluate
 
     monkeypatch.setattr(metrics, "_DEFAULT", evaluator)
     path, rgb, _ = hopper

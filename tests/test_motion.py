@@ -13,10 +13,11 @@ import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portraittalk import motion, speech
-from portraittalk.datatypes import AudioClip, MotionTrack, PhoneSegment, SpeechAnalysis
+from portraittalk.motion import track as motion
+from portraittalk.analysis import speech
+from portraittalk.contracts import AudioClip, MotionTrack, PhoneSegment, SpeechAnalysis
 from portraittalk.errors import InputError
-from portraittalk.visemes import MOUTH_CHANNELS, normalize_phone
+from portraittalk.motion.visemes import MOUTH_CHANNELS, normalize_phone
 
 from .conftest import SAMPLES, librivox_base, sample_audio
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portraittalk.encoder import probe_video, read_frames
+from portraittalk.io.video import probe_video, read_frames
 from portraittalk.errors import EngineUnavailableError
 from portraittalk.pipeline import RenderSettings
 
@@ -22,7 +22,7 @@ def test_diffusion_engine_without_gpu_or_weights_says_why(pipeline, tmp_path, mo
 
 
 def test_diffusion_engine_renders_full_frames_with_tiny_weights(pipeline, tmp_path):
-    from portraittalk.diffusion.tiny import build_tiny_pipeline
+    from portraittalk.engines.diffusion.tiny import build_tiny_pipeline
     weights = tmp_path / "tiny"
     build_tiny_pipeline(seed=2, clip_length=4, motion_frames=1).save_pretrained(weights)
     out = tmp_path / "diff.mp4"
@@ -35,7 +35,7 @@ def test_diffusion_engine_renders_full_frames_with_tiny_weights(pipeline, tmp_pa
     assert len(res.report["identity"]["frames"]) == 30
     first = next(read_frames(out))
     # Outside the pasted face crop, the picture is the portrait's.
-    from portraittalk.image_io import load_portrait
+    from portraittalk.io.image import load_portrait
     src = load_portrait(EXAMPLES / "astronaut_eileen_collins.jpg", max_size=256).rgb
     assert np.abs(first[-8:].astype(int) - src[-8:]).mean() < 6
 
@@ -58,8 +58,8 @@ def test_prompt_is_understood_reported_and_changes_the_face(pipeline, tmp_path):
 
 def test_refine_mode_without_weights_refines_the_warp_frames(pipeline, tmp_path, monkeypatch):
     import portraittalk.pipeline as pl
-    from portraittalk.diffusion import tiny
-    from portraittalk.diffusion.engine import DiffusionEngine
+    from portraittalk.engines.diffusion import tiny
+    from portraittalk.engines.diffusion.engine import DiffusionEngine
 
     refiner = tiny.tiny_refiner()
     real_for_refine = DiffusionEngine.for_refine

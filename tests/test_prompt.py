@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from portraittalk import prompt as P
+from portraittalk.motion import prompt as P
 from portraittalk.errors import InputError
-from portraittalk.style import available_styles
+from portraittalk.engines.warp.looks import available_styles
 
 
 @pytest.fixture(scope="module")

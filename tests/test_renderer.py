@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portraittalk.face import eye_open_ratio, mouth_gap_ratio
-from portraittalk.renderer import WarpRenderer
+from portraittalk.analysis.face import eye_open_ratio, mouth_gap_ratio
+from portraittalk.engines.warp.renderer import WarpRenderer
 
 from .conftest import EXAMPLES, load_rgb, sample
 
@@ -70,7 +70,7 @@ def test_blink_closes_the_eyes(face_analyzer, name):
 def test_shut_eyes_show_no_specks_of_the_eye_between_the_lids(face_analyzer, name):
     import cv2
 
-    from portraittalk.face_rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER
+    from portraittalk.engines.warp.rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER
 
     rgb = load_rgb(EXAMPLES / name)
     face = face_analyzer.analyze(rgb)

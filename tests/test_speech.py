@@ -10,10 +10,10 @@ import librosa
 import numpy as np
 import pytest
 
-from portraittalk import speech
-from portraittalk.datatypes import AudioClip
+from portraittalk.analysis import speech
+from portraittalk.contracts import AudioClip
 from portraittalk.errors import InputError
-from portraittalk.visemes import ARPABET_PHONES, VOWELS, normalize_phone, viseme_class
+from portraittalk.motion.visemes import ARPABET_PHONES, VOWELS, normalize_phone, viseme_class
 
 from .conftest import librivox_base, sample_audio
 

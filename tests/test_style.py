@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from portraittalk.errors import InputError
-from portraittalk.style import NEIGHBOURHOOD_STYLES, PER_PIXEL_STYLES, StyleFilter, available_styles
+from portraittalk.engines.warp.looks import NEIGHBOURHOOD_STYLES, PER_PIXEL_STYLES, StyleFilter, available_styles
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = [REPO / "examples" / "grace_hopper.jpg",
@@ -161,8 +161,8 @@ def test_sepia_grain_is_fixed_not_redrawn(portrait):
 @pytest.fixture(scope="module")
 def mouth(portrait):
     """The real mesh of the portrait (mediapipe), for the mouth restyling."""
-    from portraittalk.face import FaceAnalyzer
-    from portraittalk.style import _INNER_LOWER, _INNER_UPPER
+    from portraittalk.analysis.face import FaceAnalyzer
+    from portraittalk.engines.warp.looks import _INNER_LOWER, _INNER_UPPER
     lm = FaceAnalyzer().analyze(portrait).landmarks[:, :2].copy()
     # Open the mouth: drop the lower inner lip so the opening is a clear patch of pixels.
     mouth_w = float(np.linalg.norm(lm[_INNER_UPPER[0]] - lm[_INNER_UPPER[-1]]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from portraittalk import visemes
-from portraittalk.datatypes import MotionTrack
-from portraittalk.visemes import (
+from portraittalk.motion import visemes
+from portraittalk.contracts import MotionTrack
+from portraittalk.motion.visemes import (
     ARPABET_PHONES, MOUTH_CHANNELS, VISEME_TARGETS, normalize_phone, viseme_class, viseme_target,
 )
 

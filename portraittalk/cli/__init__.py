@@ -1,0 +1,5 @@
+"""Command line: render, evaluate, bench."""
+
+from .main import main
+
+__all__ = ["main"]

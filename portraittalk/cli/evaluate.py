@@ -1,0 +1,53 @@
+"""`python -m portraittalk evaluate`: measure any talking-face video against its portrait.
+
+    python -m portraittalk evaluate --video V.mp4 --image PORTRAIT.jpg
+        [--audio SPEECH.wav] [--transcript "what is said" | @file.txt] [--json OUT.json]
+
+Prints a readable table of the metrics (docs/METRICS.md defines them) and, with --json,
+writes the full report (summary, per-section details, per-frame curves). Bad input raises
+InputError, which the CLI turns into one sentence and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the `evaluate` command on the CLI's sub-parsers."""
+    p = subparsers.add_parser(
+        "evaluate", help="measure a talking-face video: identity, lip sync, facial dynamics, background",
+        description="Measure a talking-face video (ours or another system's) from its decoded frames.")
+    p.add_argument("--video", required=True, help="the talking-face video to measure (MP4, MOV, WebM …)")
+    p.add_argument("--image", required=True, help="the portrait the video should show")
+    p.add_argument("--audio", help="the speech recording (default: the video's own sound track)")
+    p.add_argument("--transcript", help="what is said (text, or @file.txt); enables forced alignment for English")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write the full report here (JSON)")
+    return p
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
+    from ..evaluation.metrics import evaluate_video
+
+    from .main import check_files, read_text_arg
+
+    check_files((("video", args.video), ("portrait", args.image), ("audio", args.audio)))
+    transcript = read_text_arg(args.transcript)
+
+    def progress(stage: str, frac: float, msg: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{int(frac * 100):3d}% {msg:<40}", end="", file=sys.stderr, flush=True)
+
+    result = evaluate_video(args.video, args.image, args.audio, transcript, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(result.to_text())
+    if args.json_out:
+        out = Path(args.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.to_json(out)
+        print(f"report: {out}")
+    return 0

@@ -1,0 +1,309 @@
+"""Stream RGB frames into a browser-playable MP4 (H.264 yuv420p + AAC, faststart).
+
+Frames go straight into an ffmpeg pipe as they are rendered, so memory stays flat in
+the clip length. The audio is cut to the video's length so the two tracks end together:
+when the caller says how many frames will come (``frames=``), it is encoded in the same
+ffmpeg run; otherwise it is muxed in a second, cheap pass (the video stream is copied).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .audio import INPUT_GUARD, ffmpeg_exe, probe_audio, split_ffmpeg_fields
+from ..errors import PortraitTalkError
+
+# Sample rates the AAC encoder (and browsers) accept; anything else is resampled.
+_AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
+
+
+class VideoEncodingError(PortraitTalkError):
+    """ffmpeg could not write the video; ``log`` holds ffmpeg's own messages."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    n_frames: int
+    duration_s: float  # n_frames / fps
+    video_codec: str
+    pix_fmt: str
+    audio_codec: str | None
+    audio_duration_s: float | None  # decoded length of the audio track (edit lists applied)
+
+
+class VideoEncoder:
+    """``with VideoEncoder(path, (w, h), fps, audio_path) as enc: enc.write(frame)``.
+
+    ``write`` takes (h, w, 3) uint8 RGB frames. On a clean exit the MP4 appears at
+    ``out_path`` (written under a temporary name first, so a failed run never leaves a
+    half-written file); on any error the partial output is deleted.
+    """
+
+    def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
+                 audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
+                 frames: int | None = None):
+        width, height = int(size[0]), int(size[1])
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")
+        self.out_path = Path(out_path)
+        self.size = (width, height)
+        self.fps = float(fps)
+        self.audio_path = Path(audio_path) if audio_path is not None else None
+        self.crf = int(crf)
+        self.preset = preset
+        self.expected_frames = int(frames) if frames else None
+        self.n_frames = 0
+        self._proc: subprocess.Popen | None = None
+        self._log_file = None
+        self._video_tmp: Path | None = None
+        self._audio_muxed = False  # True when the audio goes in with the frames (one ffmpeg run)
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> "VideoEncoder":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        if self._proc is not None:
+            return
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.audio_path is not None and not self.audio_path.is_file():
+            raise FileNotFoundError(f"audio file not found: {self.audio_path}")
+        width, height = self.size
+        # One run when the length is known up front: no second pass over the file.
+        audio_now = self.audio_path is not None and self.expected_frames is not None
+        audio_out = self._audio_output() if audio_now else []
+        fd, tmp = tempfile.mkstemp(prefix=".encoding-", suffix=".mp4", dir=self.out_path.parent)
+        os.close(fd)
+        self._video_tmp = Path(tmp)
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{self.fps:g}",
+            "-i", "pipe:0",
+        ]
+        if audio_now:
+            cmd += self._audio_input(self.expected_frames / self.fps) + ["-map", "0:v:0", "-map", "1:a:0"]
+        cmd += [
+            # Convert with the BT.709 matrix and tag it, so players decode the colours back.
+            "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+                   "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
+            "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+        ]
+        cmd += audio_out
+        if self.audio_path is None or audio_now:
+            cmd += ["-movflags", "+faststart"]  # otherwise the muxing pass does it
+        cmd += ["-f", "mp4", str(self._video_tmp)]
+        self._audio_muxed = audio_now
+        self._log_file = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Send one (h, w, 3) uint8 RGB frame to the encoder."""
+        if self._proc is None:
+            self.open()
+        if self._closed:
+            raise RuntimeError("VideoEncoder is closed")
+        width, height = self.size
+        if frame.shape != (height, width, 3):
+            raise ValueError(f"frame shape {frame.shape} does not match the video size ({height}, {width}, 3)")
+        if frame.dtype != np.uint8:
+            raise TypeError(f"frames must be uint8 RGB, got {frame.dtype}")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).data)
+        except (BrokenPipeError, OSError):
+            self._fail("Encoding the video failed")
+        self.n_frames += 1
+
+    def close(self) -> Path:
+        """Finish the video, mux the audio, move it into place; returns ``out_path``."""
+        if self._closed:
+            return self.out_path
+        if self._proc is None:
+            self.open()
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        if self._proc.wait() != 0:
+            self._fail("Encoding the video failed")
+        if self.n_frames == 0:
+            self._cleanup()
+            raise ValueError("no frames were written to the video")
+        if self._audio_muxed and self.n_frames != self.expected_frames:
+            self._cleanup()
+            raise ValueError(f"{self.n_frames} frames were written, {self.expected_frames} were announced")
+        try:
+            if self.audio_path is None or self._audio_muxed:
+                os.replace(self._video_tmp, self.out_path)
+            else:
+                self._mux_audio()
+        finally:
+            self._cleanup()
+        self._closed = True
+        return self.out_path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete everything written so far."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._cleanup()
+        self._closed = True
+
+    # -- internals -------------------------------------------------------------------
+
+    def _audio_input(self, video_duration: float) -> list[str]:
+        """ffmpeg arguments reading the audio file, no longer than the video lasts."""
+        return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", str(self.audio_path)]
+
+    def _audio_output(self) -> list[str]:
+        """ffmpeg arguments encoding that audio as AAC a browser plays."""
+        info = probe_audio(self.audio_path)
+        if info is None:
+            raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in the video.")
+        channels = min(max(info.channels, 1), 2)  # browsers play mono/stereo AAC everywhere
+        rate = info.sample_rate if info.sample_rate in _AAC_RATES else 48000
+        # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
+        return ["-af", "aformat=sample_fmts=s16", "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate)]
+
+    def _mux_audio(self) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".muxing-", suffix=".mp4", dir=self.out_path.parent)
+        os.close(fd)
+        muxed = Path(tmp)
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
+            "-i", str(self._video_tmp), *self._audio_input(self.n_frames / self.fps),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *self._audio_output(),
+            "-movflags", "+faststart", "-f", "mp4", str(muxed),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+        if proc.returncode != 0:
+            muxed.unlink(missing_ok=True)
+            log = proc.stderr.decode("utf-8", "replace")
+            raise VideoEncodingError(f"Adding the audio track failed: {_last_line(log)}", log)
+        try:
+            os.replace(muxed, self.out_path)
+        except OSError:
+            muxed.unlink(missing_ok=True)
+            raise
+
+    def _fail(self, what: str) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        if self._proc is not None:
+            self._proc.wait()
+        log = ""
+        if self._log_file is not None:
+            self._log_file.seek(0)
+            log = self._log_file.read().decode("utf-8", "replace")
+        self._cleanup()
+        self._closed = True
+        raise VideoEncodingError(f"{what}: ffmpeg stopped ({_last_line(log) or 'no message'}).", log)
+
+    def _cleanup(self) -> None:
+        if self._video_tmp is not None:
+            self._video_tmp.unlink(missing_ok=True)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def _last_line(log: str) -> str:
+    lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+# -- reading back ------------------------------------------------------------------------
+
+_VIDEO_RE = re.compile(r"^\s*Stream #0:\d+.*?: Video: (?P<rest>.*)$", re.MULTILINE)
+_FRAME_RE = re.compile(r"^frame=(\d+)$", re.MULTILINE)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Size, frame rate, exact frame count and track lengths of a video file.
+
+    Frames are counted by copying the video packets to the null muxer (no decoding);
+    the audio length is the number of decoded samples, so edit lists are honoured.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+         "-f", "null", "-progress", "pipe:1", "-nostats", "-"],
+        capture_output=True, check=False)
+    log = proc.stderr.decode("utf-8", "replace")
+    match = _VIDEO_RE.search(log.split("Output #", 1)[0])
+    if proc.returncode != 0 or match is None:
+        raise ValueError(f"{path.name} has no readable video stream: {_last_line(log)}")
+    parts = [p.strip() for p in split_ffmpeg_fields(match.group("rest"))]
+    video_codec = parts[0].split(" ", 1)[0]
+    pix_fmt = parts[1].split("(", 1)[0].strip() if len(parts) > 1 else ""
+    width = height = 0
+    fps = 0.0
+    for part in parts[1:]:
+        size = re.match(r"(\d+)x(\d+)", part)
+        if size and not width:
+            width, height = int(size.group(1)), int(size.group(2))
+        if part.endswith(" fps"):
+            fps = float(part[:-4])
+    frames = _FRAME_RE.findall(proc.stdout.decode("ascii", "replace"))
+    n_frames = int(frames[-1]) if frames else 0
+
+    audio = probe_audio(path)
+    audio_duration = None
+    if audio is not None:
+        audio_duration = _decoded_audio_seconds(path, audio.sample_rate)
+    return VideoInfo(width=width, height=height, fps=fps, n_frames=n_frames,
+                     duration_s=n_frames / fps if fps else 0.0, video_codec=video_codec, pix_fmt=pix_fmt,
+                     audio_codec=audio.codec if audio else None, audio_duration_s=audio_duration)
+
+
+def _decoded_audio_seconds(path: Path, rate: int) -> float:
+    """Decode the first audio track to mono 16-bit PCM and count samples (streamed)."""
+    proc = subprocess.Popen(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+         "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    n_bytes = 0
+    while chunk := proc.stdout.read(1 << 20):
+        n_bytes += len(chunk)
+    proc.wait()
+    return n_bytes / 2 / rate
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Yield every frame of a video as (h, w, 3) uint8 RGB."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    meta = next(reader)
+    width, height = meta["size"]
+    try:
+        for raw in reader:
+            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    finally:
+        reader.close()
