@@ -51,9 +51,11 @@ import pandas as pd
 import PIL.Image
 
 from portraittalk import __version__ as PORTRAITTALK_VERSION
+from portraittalk.contracts import SAME_PERSON_DISTANCE
 from portraittalk.errors import PortraitTalkError, InputError
-from portraittalk.evaluation.metrics import COMPARE_HEADERS
-from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, RenderSettings, limit_malloc_arenas
+from portraittalk.evaluation import COMPARE_HEADERS
+from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, limit_malloc_arenas
+from portraittalk.settings import RenderSettings
 
 log = logging.getLogger("portraittalk.app")
 
@@ -85,7 +87,6 @@ DEFAULT_SIZE = 512  # long side of the video; the CPU engine renders this faster
 SIZE_CHOICES = [256, 384, 512, 640, 768, 1024]
 MAX_REFERENCES = 4
 DIFFUSION_STEPS_DEFAULT, GUIDANCE_DEFAULT = 25, 3.5
-SAME_PERSON_DISTANCE = 0.6
 # How many warnings pop up as toasts; all of them are listed in the notes box.
 MAX_TOASTS = 3
 
@@ -608,7 +609,7 @@ EVALUATIONS = EvaluationCache(EVALUATION_CACHE_ENTRIES)
 @functools.cache
 def video_evaluator():
     """One evaluator for the process, sharing the pipeline's face mesh and identity network."""
-    from portraittalk.evaluation.metrics import VideoEvaluator
+    from portraittalk.evaluation import VideoEvaluator
 
     return VideoEvaluator(PIPELINE.face_analyzer, PIPELINE.identity_scorer)
 
@@ -639,7 +640,7 @@ def check_compare_inputs(portrait: Any, video_a: Any, video_b: Any) -> tuple[str
 def evaluate_cached(video: str, portrait: str, audio: str | None, transcript: str | None,
                     progress: Callable[[float, str], None]):
     """The evaluation of one video against the portrait (measured once per set of inputs)."""
-    from portraittalk.evaluation.metrics import evaluate_video
+    from portraittalk.evaluation import evaluate_video
 
     key = EvaluationCache.key(video, portrait, audio, transcript)
     found = EVALUATIONS.get(key)
@@ -678,7 +679,7 @@ def compare_videos(portrait, video_a, video_b, audio=None, transcript="", progre
     """Measure two videos against the portrait they should show. Returns (table, plot,
     verdict): one row per metric with both values and the better video, both videos'
     identity and lip-sync curves over time, and a one-line verdict."""
-    from portraittalk.evaluation.metrics import compare
+    from portraittalk.evaluation import compare
 
     portrait_path, path_a, path_b = check_compare_inputs(portrait, video_a, video_b)
     audio_path = _as_path(audio)

@@ -73,7 +73,8 @@ def _rss_mb() -> float:
 
 def render_and_measure(image: Path, audio: Path, out: Path, max_size: int, identity: bool) -> dict:
     """Run in the child: load the models, render once, return the memory figures."""
-    from portraittalk.pipeline import PortraitTalkPipeline, RenderSettings
+    from portraittalk.pipeline import PortraitTalkPipeline
+    from portraittalk.settings import RenderSettings
 
     pipe = PortraitTalkPipeline()
     _ = pipe.face_analyzer

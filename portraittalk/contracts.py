@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive)
+SAME_PERSON_DISTANCE = 0.6  # dlib's same-person threshold on face-descriptor distance
+
 
 @dataclass
 class Portrait:
@@ -49,7 +52,7 @@ class FaceAnalysis:
     """Face mesh of the chosen face, in full-frame pixel coordinates."""
 
     landmarks: np.ndarray  # (478, 3) float32: x, y in pixels; z in pixels (same scale as x), mediapipe topology
-    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) around the mesh, full-frame pixels
+    box: Box  # around the mesh, full-frame pixels
     faces_found: int  # how many faces the detector saw
     warnings: list[str] = field(default_factory=list)
 
@@ -157,14 +160,14 @@ class FrameScore:
 
     frame: int
     cosine: float  # cosine similarity of the two descriptors
-    distance: float  # Euclidean descriptor distance; dlib's same-person threshold is 0.6
+    distance: float  # Euclidean descriptor distance (same person: ≤ SAME_PERSON_DISTANCE)
     face_found: bool = True
 
 
 @dataclass
 class IdentityScores:
     frames: list[FrameScore]
-    threshold: float = 0.6
+    threshold: float = SAME_PERSON_DISTANCE
 
     def summary(self) -> dict[str, Any]:
         cos = np.array([f.cosine for f in self.frames], np.float64)

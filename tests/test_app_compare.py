@@ -24,7 +24,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 @pytest.fixture(scope="module")
 def two_videos(app_module, tmp_path_factory):  # noqa: F811
     """(portrait, transcript, mouth moving video, mouth still video), rendered at 256 px."""
-    from portraittalk.pipeline import RenderSettings
+    from portraittalk.settings import RenderSettings
 
     portrait = example_file("grace_hopper.jpg")
     clip = example_file("librivox_0880.wav")

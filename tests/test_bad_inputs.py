@@ -29,7 +29,8 @@ from PIL import Image
 from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, probe_audio, write_wav
 from portraittalk.io.video import probe_video, read_frames
 from portraittalk.errors import InputError
-from portraittalk.pipeline import MAX_AUDIO_SECONDS, RenderResult, RenderSettings
+from portraittalk.pipeline import RenderResult
+from portraittalk.settings import MAX_AUDIO_SECONDS, RenderSettings
 
 from .conftest import EXAMPLES, REPO, SAMPLES, example_file, free_port
 

@@ -11,7 +11,7 @@ import pytest
 
 from portraittalk.io.video import probe_video, read_frames
 from portraittalk.analysis.face import mouth_gap_ratio
-from portraittalk.pipeline import RenderSettings
+from portraittalk.settings import RenderSettings
 
 from .conftest import EXAMPLES, REPO, sample
 

@@ -22,7 +22,7 @@ import pytest
 from portraittalk.io.audio import ANALYSIS_RATE, load_audio, write_wav
 from portraittalk.io.video import probe_video
 from portraittalk.errors import InputError
-from portraittalk.pipeline import MAX_AUDIO_SECONDS, RenderSettings
+from portraittalk.settings import MAX_AUDIO_SECONDS, RenderSettings
 
 from .conftest import EXAMPLES, REPO
 

@@ -272,7 +272,7 @@ def test_rendered_blinks_and_head_turn_are_measured(shifted_eval, still_eval):
 
 
 def test_generated_video_is_in_sync_and_keeps_identity(evaluator, pipe, hopper, speech, work, still_eval):
-    from portraittalk.pipeline import RenderSettings
+    from portraittalk.settings import RenderSettings
 
     path, _, _ = hopper
     wav, transcript, _ = speech

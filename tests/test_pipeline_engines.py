@@ -7,7 +7,7 @@ import pytest
 
 from portraittalk.io.video import probe_video, read_frames
 from portraittalk.errors import EngineUnavailableError
-from portraittalk.pipeline import RenderSettings
+from portraittalk.settings import RenderSettings
 
 from .conftest import EXAMPLES
 

@@ -7,7 +7,7 @@ import pytest
 
 from portraittalk.io.video import read_frames
 from portraittalk.analysis.face import mouth_gap_ratio
-from portraittalk.pipeline import RenderSettings
+from portraittalk.settings import RenderSettings
 
 from .conftest import EXAMPLES
 

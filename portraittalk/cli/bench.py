@@ -40,7 +40,8 @@ def _looped_audio(src: Path, seconds: float, out_dir: Path) -> Path:
 
 
 def _run_case(image: str, audio: str, out: str, quality: bool, conn) -> None:
-    from ..pipeline import PortraitTalkPipeline, RenderSettings
+    from ..pipeline import PortraitTalkPipeline
+    from ..settings import RenderSettings
     pipe = PortraitTalkPipeline()
     t0 = time.perf_counter()
     pipe.warm_up(text_model=False)
@@ -52,7 +53,7 @@ def _run_case(image: str, audio: str, out: str, quality: bool, conn) -> None:
     result = {"load_s": load_s, "peak_mb": peak_mb, "report": res.report}
     if quality:
         # Quality as a viewer sees it: measured on the decoded MP4, not on internal state.
-        from ..evaluation.metrics import VideoEvaluator, evaluate_video
+        from ..evaluation import VideoEvaluator, evaluate_video
         ev = evaluate_video(out, image, audio, transcript.read_text() if transcript.exists() else None,
                             evaluator=VideoEvaluator(pipe.face_analyzer, pipe.identity_scorer))
         result["quality"] = ev.summary()
@@ -115,14 +116,14 @@ def run_bench(seconds: float | None = None, out_dir: str | None = None) -> int:
           "\n* identity = extra wait for scoring after the last frame was encoded (scoring runs beside rendering)"
           "\ntargets: RTF render ≤ 0.50, RTF identity ≤ 1.00, peak < 2048 MB for a 60 s clip")
     if quality_rows:
-        from ..evaluation.metrics import VideoEvaluation
+        from ..evaluation import VideoEvaluation
         print("\nQuality, measured on the decoded videos (python -m portraittalk evaluate):")
         print(VideoEvaluation.markdown_header())
         print("\n".join(quality_rows))
     md = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     if quality_rows:
-        from ..evaluation.metrics import VideoEvaluation
+        from ..evaluation import VideoEvaluation
         md += ["", VideoEvaluation.markdown_header(), *quality_rows]
     (work / "bench.md").write_text("\n".join(md) + "\n")
     (work / "bench.json").write_text(json.dumps(

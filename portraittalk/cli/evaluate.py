@@ -30,7 +30,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
-    from ..evaluation.metrics import evaluate_video
+    from ..evaluation import evaluate_video
 
     from .main import check_files, read_text_arg
 

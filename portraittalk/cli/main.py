@@ -120,7 +120,8 @@ def read_text_arg(value: str | None) -> str | None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from ..pipeline import PortraitTalkPipeline, RenderSettings, check_output_path
+    from ..pipeline import PortraitTalkPipeline, check_output_path
+    from ..settings import RenderSettings
 
     check_files((("portrait", args.image), ("audio", args.audio)))
     # Report files are checked before the render, so a bad path never ends in a traceback after it.

@@ -30,15 +30,13 @@ import cv2
 import numpy as np
 
 from ..analysis import face as fm
-from ..contracts import IdentityScores, PhoneSegment
+from ..contracts import SAME_PERSON_DISTANCE, Box, IdentityScores, PhoneSegment
 from ..errors import InputError
 
-Box = tuple[int, int, int, int]
 ProgressFn = Callable[[str, float, str], None]
 
 # -- thresholds (see docs/METRICS.md for why each value) ------------------------------------
 
-SAME_PERSON_DISTANCE = 0.6  # dlib's same-person threshold on descriptor distance
 # Soft same-person probability for ADFD's spatial term: 0.5 at the threshold, ~0.92 at 0.45.
 IDENTITY_SOFTNESS = 0.06
 

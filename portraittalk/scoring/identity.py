@@ -23,11 +23,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from ..contracts import FrameScore, IdentityScores
+from ..contracts import SAME_PERSON_DISTANCE, Box, FrameScore, IdentityScores
 
-Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), full-frame pixels
-
-SAME_PERSON_DISTANCE = 0.6  # dlib's threshold for its face-recognition model
 # A frame where no face is found scores as "not the same person".
 NO_FACE_COSINE = 0.0
 NO_FACE_DISTANCE = 1.0

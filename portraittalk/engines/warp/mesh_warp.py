@@ -19,7 +19,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.spatial import Delaunay
 
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+from ...contracts import Box
+
 
 
 class PiecewiseAffineWarp:
