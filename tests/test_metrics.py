@@ -17,10 +17,11 @@ import pytest
 
 from portraittalk.contracts import PhoneSegment
 from portraittalk.errors import InputError
-from portraittalk.evaluation.metrics import (
-    COMPARE_HEADERS, COMPARE_ROWS, VideoEvaluation, VideoEvaluator, adfd, av_offset, compare, count_blinks,
-    landmark_jitter, masked_ssim, phone_checks, speech_envelope,
-)
+from portraittalk.evaluation import COMPARE_HEADERS, VideoEvaluation, VideoEvaluator, compare
+from portraittalk.evaluation.background import masked_ssim
+from portraittalk.evaluation.dynamics import adfd, count_blinks, landmark_jitter
+from portraittalk.evaluation.report import COMPARE_ROWS
+from portraittalk.evaluation.sync import av_offset, phone_checks, speech_envelope
 
 FPS = 25.0
 SHIFT_FRAMES = 3
@@ -314,10 +315,11 @@ def test_report_round_trips_through_json_and_compares(still_eval, shifted_eval):
 
 
 def test_evaluate_command_writes_a_json_report(evaluator, hopper, speech, work, monkeypatch, capsys):
-    import portraittalk.evaluation.metrics as metrics
+    import portraittalk.evaluation.evaluator as evaluator_module
     from portraittalk.cli.evaluate import add_evaluate_parser, run_evaluate
 
-    monkeypatch.setattr(metrics, "_DEFAULT", evaluator)
+    # The command builds no evaluator of its own: it uses the module's shared default.
+    monkeypatch.setattr(evaluator_module, "_DEFAULT", evaluator)
     path, rgb, _ = hopper
     wav, _, _ = speech
     video = write_video(work / "cli.mp4", [rgb] * 10)
