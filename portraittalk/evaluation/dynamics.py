@@ -91,6 +91,7 @@ def adfd(distances: np.ndarray, found: np.ndarray, sync: AVOffset | None, jitter
 def dynamics_section(curves: Mapping[str, np.ndarray], fps: float, jitter: float | None,
                      portrait_gap: float) -> dict[str, Any]:
     """The report's dynamics: head-pose ranges, blinks, jitter, mouth activity."""
+
     def spread(x: np.ndarray) -> float | None:
         x = x[np.isfinite(x)]
         return round(float(np.percentile(x, 95) - np.percentile(x, 5)), 2) if x.size >= 2 else None
@@ -105,7 +106,7 @@ def dynamics_section(curves: Mapping[str, np.ndarray], fps: float, jitter: float
         "blinks": len(blinks),
         "blinks_per_min": round(len(blinks) / minutes, 1) if minutes > 0 else None,
         "blink_frames": [list(b) for b in blinks],
-        "jitter_pct": round(jitter, 3) if jitter is not None else None,
+        "jitter_pct": round(jitter, 3) if jitter is not None else None,  # finite when measured
         # 5–95 % spread of the lip gap: how much the mouth moves at all.
         "mouth_motion": spread(gap),
         "portrait_mouth_gap": round(float(portrait_gap), 4),
