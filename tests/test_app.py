@@ -25,22 +25,31 @@ from .conftest import REPO, SAMPLES, example_file, free_port  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 
-@pytest.fixture(scope="module")
-def app_module(tmp_path_factory):
+def start(service):
+    """The page for ``service``, served on loopback: (client, demo)."""
     import app
 
-    # A private result cache: nothing from an earlier run can answer for this one.
-    app.RESULTS = app.ResultCache(tmp_path_factory.mktemp("results"), max_entries=8)
-    return app
+    demo = app.build_demo(service)
+    _, url, _ = app.launch(demo, service.settings, server_name="127.0.0.1", server_port=free_port(),
+                           prevent_thread_lock=True, quiet=True)
+    assert url.startswith("http://127.0.0.1:")
+    return Client(url, verbose=False), demo
 
 
 @pytest.fixture(scope="module")
-def client(app_module):
-    demo = app_module.build_demo()
-    _, url, _ = app_module.launch(demo, server_name="127.0.0.1", server_port=free_port(),
-                                  prevent_thread_lock=True, quiet=True)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
+def service(pipeline, tmp_path_factory):
+    from portraittalk.server.service import RenderService
+    from portraittalk.server.settings import ServerSettings
+
+    # A private result cache: nothing from an earlier run can answer for this one.
+    return RenderService(pipeline, ServerSettings(result_cache=tmp_path_factory.mktemp("results"),
+                                                  result_cache_entries=8))
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    client, demo = start(service)
+    yield client
     demo.close()
 
 
@@ -87,14 +96,14 @@ def test_render_returns_a_playable_mp4_with_per_frame_identity_scores(example_re
     assert str(REPO) not in json.dumps(report)
 
 
-def test_same_request_again_is_answered_from_the_cache(client, example_render, app_module):
+def test_same_request_again_is_answered_from_the_cache(client, example_render, service):
     _, report, (portrait, clip, transcript) = example_render
     _, again = client.predict(handle_file(str(portrait)), handle_file(str(clip)), transcript,
                               api_name="/render")
     # Identical timings mean the stored run came back rather than a new render.
     assert again["timings_s"] == report["timings_s"]
     assert again["identity"] == report["identity"]
-    entries = [p for p in app_module.RESULTS.root.iterdir() if not p.name.startswith("work-")]
+    entries = [p for p in service.results.root.iterdir() if not p.name.startswith("work-")]
     assert len(entries) == 1
 
 
@@ -146,7 +155,7 @@ def test_no_face_in_the_portrait_is_a_friendly_error(client, tmp_path):
     assert "Traceback" not in message and "\n" not in message
 
 
-def test_unreadable_files_and_missing_inputs_are_explained(client, tmp_path, app_module):
+def test_unreadable_files_and_missing_inputs_are_explained(client, tmp_path):
     portrait = handle_file(str(example_file("grace_hopper.jpg")))
     clip = handle_file(str(example_file("librivox_0880.wav")))
     notes = tmp_path / "notes.txt"
@@ -176,11 +185,20 @@ def test_silent_recording_still_makes_a_video_and_says_why(client, tmp_path):
     assert any("no speech" in w for w in report["warnings"])
 
 
-def test_audio_over_the_space_limit_names_the_limit(client, app_module, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_AUDIO_SECONDS", 2.0)
-    with pytest.raises(AppError) as err:
-        client.predict(handle_file(str(example_file("grace_hopper.jpg"))),
-                       handle_file(str(example_file("librivox_0880.wav"))), api_name="/render")
+def test_audio_over_the_space_limit_names_the_limit(service, tmp_path):
+    from dataclasses import replace
+
+    from portraittalk.server.service import RenderService
+
+    strict = RenderService(service.pipeline, replace(service.settings, max_audio_seconds=2.0,
+                                                     result_cache=tmp_path / "results"))
+    client, demo = start(strict)
+    try:
+        with pytest.raises(AppError) as err:
+            client.predict(handle_file(str(example_file("grace_hopper.jpg"))),
+                           handle_file(str(example_file("librivox_0880.wav"))), api_name="/render")
+    finally:
+        demo.close()
     assert "the limit is" in str(err.value) and "shorter" in str(err.value)
 
 
@@ -192,56 +210,33 @@ def test_out_of_range_setting_is_refused_with_its_bound(client):
     assert "minimum value 10" in str(err.value) and "Traceback" not in str(err.value)
 
 
-def test_cache_key_separates_file_names_and_settings(app_module, tmp_path):
+def test_cache_key_separates_file_names_and_settings(tmp_path):
+    from portraittalk.server.results import ResultCache
+    from portraittalk.server.service import request_settings
+
     portrait = example_file("grace_hopper.jpg")
     clip = example_file("librivox_0880.wav")
     renamed = tmp_path / "someone_else.jpg"
     renamed.write_bytes(portrait.read_bytes())
-    settings = app_module.build_settings("", "", 1, 1, 1, 1, 1, 1, 0, 25, 512, "warp")
-    key = app_module.ResultCache.key(str(portrait), str(clip), [], settings)
-    assert key == app_module.ResultCache.key(str(portrait), str(clip), [], settings)
+    page = dict(transcript="", prompt="", audio_strength=1, identity_strength=1, prompt_strength=1, head_motion=1,
+                expression_intensity=1, blink_rate=1, seed=0, fps=25, max_size=512, engine="warp")
+    settings = request_settings(page)
+    key = ResultCache.key(str(portrait), str(clip), [], settings)
+    assert key == ResultCache.key(str(portrait), str(clip), [], settings)
     # Same pixels under another name: another entry, so one visitor's file name never reaches another.
-    assert key != app_module.ResultCache.key(str(renamed), str(clip), [], settings)
-    other = app_module.build_settings("", "", 1, 1, 1, 0, 1, 1, 0, 25, 512, "warp")
-    assert key != app_module.ResultCache.key(str(portrait), str(clip), [], other)
-    assert key != app_module.ResultCache.key(str(portrait), str(clip), [str(renamed)], settings)
+    assert key != ResultCache.key(str(renamed), str(clip), [], settings)
+    other = request_settings({**page, "head_motion": 0})
+    assert key != ResultCache.key(str(portrait), str(clip), [], other)
+    assert key != ResultCache.key(str(portrait), str(clip), [str(renamed)], settings)
 
 
-def test_upload_folder_is_trimmed_oldest_first_past_its_size(app_module, tmp_path):
-    import os
-    import time
+def test_diffusion_engine_is_offered_only_when_available(service):
+    import app
+    from portraittalk.server.service import diffusion_availability
 
-    now = time.time()
-    ages = {"oldest": 4000, "older": 3000, "old": 2000, "recent": 30}  # seconds
-    for name, age in ages.items():
-        path = tmp_path / name / "upload.bin"
-        path.parent.mkdir()
-        path.write_bytes(b"x" * 1_000_000)
-        os.utime(path, (now - age, now - age))
-    freed = app_module.trim_folder(tmp_path, max_bytes=2_000_000, keep_newer_than_s=600)
-    assert freed == 2_000_000
-    assert sorted(p.parent.name for p in tmp_path.rglob("*.bin")) == ["old", "recent"]
-    # A file a request may still be reading is kept even past the size.
-    app_module.trim_folder(tmp_path, max_bytes=0, keep_newer_than_s=600)
-    assert [p.parent.name for p in tmp_path.rglob("*.bin")] == ["recent"]
-
-
-def test_examples_pair_each_portrait_with_a_clip_and_its_transcript(app_module):
-    rows, labels = app_module.example_rows()
-    if not rows:
-        pytest.skip("no examples in this checkout")
-    assert len(rows) == len(labels)
-    for portrait, clip, transcript in rows:
-        assert Path(portrait).is_file() and Path(clip).is_file()
-        txt = Path(clip).with_suffix(".txt")
-        if txt.is_file():
-            assert transcript == txt.read_text().strip()
-
-
-def test_diffusion_engine_is_offered_only_when_available(app_module):
-    available, reason = app_module.diffusion_availability()
+    available, reason = diffusion_availability()
     assert isinstance(available, bool) and reason
-    demo = app_module.build_demo()
+    demo = app.build_demo(service)
     engine = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Engine")
     offered = [value for _, value in engine.choices]
     assert offered == (["warp", "diffusion"] if available else ["warp"])

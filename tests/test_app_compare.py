@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_app import app_module, client  # noqa: F401  (shared fixtures)
+from tests.test_app import client, service  # noqa: F401  (shared fixtures)
 from tests.conftest import example_file
 
 from gradio_client import handle_file  # noqa: E402  (test_app skips when gradio_client is missing)
@@ -22,7 +22,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def two_videos(app_module, tmp_path_factory):  # noqa: F811
+def two_videos(service, tmp_path_factory):  # noqa: F811
     """(portrait, transcript, mouth moving video, mouth still video), rendered at 256 px."""
     from portraittalk.settings import RenderSettings
 
@@ -33,7 +33,7 @@ def two_videos(app_module, tmp_path_factory):  # noqa: F811
     videos = []
     for name, setting in (("mouth_moves.mp4", dict(head_motion=0.0)), ("mouth_still.mp4", dict(audio_strength=0.0))):
         settings = RenderSettings(max_size=256, transcript=transcript, score_identity=False, **setting)
-        app_module.PIPELINE.render(portrait, clip, folder / name, settings)
+        service.pipeline.render(portrait, clip, folder / name, settings)
         videos.append(folder / name)
     return portrait, transcript, videos[0], videos[1]
 
@@ -108,24 +108,15 @@ def test_compare_explains_bad_inputs(client, two_videos, tmp_path):  # noqa: F81
         assert "Traceback" not in message and "\n" not in message
 
 
-def test_verdict_names_the_leader_of_each_measure(app_module):  # noqa: F811
-    verdict = app_module.compare_verdict
-    sharp = {"identity_mean_cosine": 0.99, "sync_confidence": 0.3}
-    synced = {"identity_mean_cosine": 0.95, "sync_confidence": 0.7}
-    assert verdict(sharp, synced) == "**A keeps the identity better; B is better in sync.**"
-    assert "B is better on both counts" in verdict({"identity_mean_cosine": 0.9, "sync_confidence": 0.1}, synced)
-    # A still mouth has no measurable sync: the other video leads; near-equal identity is a draw.
-    assert verdict({"identity_mean_cosine": 0.951, "sync_confidence": None}, synced) == \
-        "**Both keep the identity about equally well; B is better in sync.**"
-    assert "could not be measured" in verdict({"identity_mean_cosine": 0.9}, {"identity_mean_cosine": 0.9})
+def test_last_result_fills_a_slot_and_the_portrait_only_when_empty():
+    from app import Handlers
 
-
-def test_last_result_fills_a_slot_and_the_portrait_only_when_empty(app_module):  # noqa: F811
+    last_result = Handlers.last_result
     video, portrait = "/results/abc/portraittalk.mp4", "/uploads/grace_hopper.jpg"
-    assert app_module.last_result(video, portrait, None) == (video, portrait)
-    slot, kept = app_module.last_result(video, portrait, "/uploads/someone.jpg")
+    assert last_result(video, portrait, None) == (video, portrait)
+    slot, kept = last_result(video, portrait, "/uploads/someone.jpg")
     assert slot == video and kept == {"__type__": "update"}  # the Compare tab's own portrait stays
-    assert app_module.last_result(None, portrait, None) == ({"__type__": "update"}, {"__type__": "update"})
+    assert last_result(None, portrait, None) == ({"__type__": "update"}, {"__type__": "update"})
 
 
 def test_compare_tab_in_a_browser(client, two_videos, tmp_path):  # noqa: F811

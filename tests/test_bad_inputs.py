@@ -577,22 +577,24 @@ def test_cli_reads_a_non_utf8_transcript_file(folder, speech):
 # The app: the same inputs through its API, answered with a sentence; the server keeps serving
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def app_client(tmp_path_factory):
+def app_client(pipeline, tmp_path_factory):
     gradio_client = pytest.importorskip("gradio_client")
     if not (REPO / "app.py").is_file():
         pytest.skip("app.py is not in this checkout")
     sys.path.insert(0, str(REPO))
     import app
+    from portraittalk.server.service import RenderService
+    from portraittalk.server.settings import ServerSettings
 
-    saved = app.RESULTS
-    app.RESULTS = app.ResultCache(tmp_path_factory.mktemp("bad_inputs_results"), max_entries=4)
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    service = RenderService(pipeline, ServerSettings(result_cache=tmp_path_factory.mktemp("bad_inputs_results"),
+                                                     result_cache_entries=4))
+    demo = app.build_demo(service)
+    _, url, _ = app.launch(demo, service.settings, server_name="127.0.0.1", server_port=free_port(),
+                           prevent_thread_lock=True, quiet=True)
     try:
         yield gradio_client.Client(url, verbose=False)
     finally:
         demo.close()
-        app.RESULTS = saved
 
 
 def _app_error(client, *args, **kwargs) -> str:
@@ -694,6 +696,7 @@ def test_app_launch_defaults_are_local_private_and_limit_uploads(monkeypatch):
         pytest.skip("app.py is not in this checkout")
     sys.path.insert(0, str(REPO))
     import app
+    from portraittalk.server.settings import ServerSettings
 
     class Recorder:
         def launch(self, **options):
@@ -702,7 +705,7 @@ def test_app_launch_defaults_are_local_private_and_limit_uploads(monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SHARE", raising=False)
     demo = Recorder()
-    app.launch(demo)
+    app.launch(demo, ServerSettings.from_env())
     assert demo.options["server_name"] == "127.0.0.1"
     assert demo.options["share"] is False
     from gradio.utils import _parse_file_size

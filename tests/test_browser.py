@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SAMPLES, example_file, free_port
+from .conftest import EXAMPLES, REPO, SAMPLES, example_file, free_port
 
 sys.path.insert(0, str(REPO))
 
@@ -44,12 +44,15 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_url(pipeline, tmp_path_factory):
     import app
+    from portraittalk.server.service import RenderService
+    from portraittalk.server.settings import ServerSettings
 
-    app.RESULTS = app.ResultCache(tmp_path_factory.mktemp("results"), max_entries=8)
-    demo = app.build_demo()
-    _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(),
+    service = RenderService(pipeline, ServerSettings(result_cache=tmp_path_factory.mktemp("results"),
+                                                     result_cache_entries=8))
+    demo = app.build_demo(service)
+    _, url, _ = app.launch(demo, service.settings, server_name="127.0.0.1", server_port=free_port(),
                            prevent_thread_lock=True, quiet=True)
     yield url
     demo.close()
@@ -80,9 +83,9 @@ def upload_and_generate(page, portrait: Path, clip: Path) -> None:
 
 
 def test_visitor_uploads_generates_and_gets_a_playing_video(browser, app_url, screenshot_dir):
-    import app
+    from portraittalk.server.service import example_rows
 
-    rows, _ = app.example_rows()
+    rows, _ = example_rows(EXAMPLES)
     if not rows:
         pytest.skip("no examples in this checkout")
     # The first example's files, uploaded by hand: a real render, which the example then reuses.

@@ -9,6 +9,7 @@ scoring ≤ 1.0 × audio more, peak memory of a 60 s clip < 2 GB.
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing as mp
 import os
@@ -72,8 +73,17 @@ def run_case(image: Path, audio: Path, out: Path, quality: bool = True) -> dict:
     return result
 
 
-def run_bench(seconds: float | None = None, out_dir: str | None = None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the `bench` command on the CLI's sub-parsers."""
+    p = subparsers.add_parser("bench", help="time every stage on the bundled examples and print a table")
+    p.add_argument("--seconds", type=float, default=None, help="also time a clip of this length (looped audio)")
+    p.add_argument("--out-dir", default=None, help="keep the rendered videos here")
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit code."""
+    seconds, out_dir = args.seconds, args.out_dir
     cases = example_cases()
     if not cases:
         print("No examples found in", EXAMPLES)

@@ -11,8 +11,9 @@ InputError, which the CLI turns into one sentence and exit code 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from .common import ProgressLine, check_files, read_text_arg
 
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,18 +33,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
     from ..evaluation import evaluate_video
 
-    from .main import check_files, read_text_arg
-
     check_files((("video", args.video), ("portrait", args.image), ("audio", args.audio)))
     transcript = read_text_arg(args.transcript)
-
-    def progress(stage: str, frac: float, msg: str) -> None:
-        if sys.stderr.isatty():
-            print(f"\r{int(frac * 100):3d}% {msg:<40}", end="", file=sys.stderr, flush=True)
-
+    progress = ProgressLine()
     result = evaluate_video(args.video, args.image, args.audio, transcript, progress=progress)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    progress.done()
     print(result.to_text())
     if args.json_out:
         out = Path(args.json_out)

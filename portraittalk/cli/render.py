@@ -1,0 +1,81 @@
+"""`python -m portraittalk render`: a portrait and a speech recording → a talking-face MP4.
+
+The options for the settings are made from :class:`~portraittalk.settings.RenderSettings`
+(name, type, default, range, help), so the CLI and the app cannot disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from dataclasses import fields
+
+from ..settings import RenderSettings
+from .common import ProgressLine, check_files, read_text_arg
+
+
+def option_name(f) -> str:
+    return RenderSettings.spec(f).option or "--" + f.name.replace("_", "-")
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per RenderSettings field: its type, its default, its range in the help."""
+    hints = typing.get_type_hints(RenderSettings)
+    for f in fields(RenderSettings):
+        spec, kind = RenderSettings.spec(f), hints[f.name]
+        if isinstance(kind, types.UnionType):  # `str | None`: a value may be given or left out
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        if kind is bool:  # a flag that turns the default off (or on)
+            parser.add_argument(option_name(f), dest=f.name, action="store_false" if f.default else "store_true",
+                                help=spec.help)
+            continue
+        bounds = (f" (a whole number from {spec.lo:g} up)" if spec.whole
+                  else f" ({spec.lo:g} … {spec.hi:g})" if spec.lo is not None else "")
+        parser.add_argument(option_name(f), dest=f.name, type=kind, default=f.default, choices=spec.choices or None,
+                            metavar=None if spec.choices else option_name(f)[2:].replace("-", "_").upper(),
+                            help=spec.help + bounds)
+
+
+def add_render_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the `render` command on the CLI's sub-parsers."""
+    p = subparsers.add_parser("render", help="make a talking-face MP4 from a portrait and a speech recording")
+    p.add_argument("--image", required=True, help="portrait photo (JPEG, PNG, WebP, BMP, TIFF)")
+    p.add_argument("--audio", required=True, help="speech recording (WAV, MP3, M4A, OGG, FLAC …)")
+    p.add_argument("--out", required=True, help="output video path (.mp4)")
+    p.add_argument("--scores", help="write per-frame identity scores and the run report here (JSON)")
+    p.add_argument("--motion", help="write the motion track here (JSON)")
+    p.add_argument("--reference", action="append", default=[],
+                   help="extra portrait of the same person (repeatable); used for identity scoring")
+    add_setting_options(p)
+    return p
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
+    from ..pipeline import PortraitTalkPipeline, check_output_path
+
+    check_files((("portrait", args.image), ("audio", args.audio)))
+    # Report files are checked before the render, so a bad path never ends in a traceback after it.
+    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json")):
+        if report:
+            check_output_path(report, example_name)
+    settings = RenderSettings(**{f.name: getattr(args, f.name) for f in fields(RenderSettings)})
+    settings.transcript = read_text_arg(settings.transcript)
+    progress = ProgressLine()
+    result = PortraitTalkPipeline().render(args.image, args.audio, args.out, settings, progress,
+                                           references=args.reference)
+    progress.done()
+    if args.scores:
+        result.write_scores(args.scores)
+    if args.motion:
+        result.write_motion(args.motion)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    summary = result.report.get("identity") or {}
+    prompt = (result.report.get("prompt") or {}).get("summary")
+    print(json.dumps({"video": str(result.video_path), "identity": summary.get("summary"),
+                      "realtime_factor": result.report["realtime_factor"], "prompt": prompt}))
+    return 0

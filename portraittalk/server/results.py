@@ -1,0 +1,123 @@
+"""Finished renders on disk, one folder each, keyed by a hash of the inputs and settings."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import __version__ as PORTRAITTALK_VERSION
+from ..contracts import SAME_PERSON_DISTANCE
+from ..pipeline import RenderResult
+from ..settings import RenderSettings
+
+
+@dataclass
+class StoredResult:
+    """A finished render in its own folder: the video, the scores and the motion track."""
+
+    folder: Path
+    report: dict[str, Any]
+    from_cache: bool = False
+
+    VIDEO, SCORES_JSON, SCORES_CSV, MOTION_JSON = "portraittalk.mp4", "scores.json", "scores.csv", "motion.json"
+
+    @property
+    def video(self) -> Path:
+        return self.folder / self.VIDEO
+
+    @property
+    def downloads(self) -> list[str]:
+        return [str(self.folder / n) for n in (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON)]
+
+
+def file_digest(h: Any, role: str, path: str | None) -> None:
+    """Feed a file's name and bytes to ``h``. File names are part of every key: the report
+    names the inputs, and one visitor's file name must never appear in another visitor's download."""
+    if path:
+        h.update(f"{role}:{Path(path).name}:".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+
+
+class ResultCache:
+    """Finished renders keyed by a hash of (portrait bytes, reference bytes, audio bytes, file
+    names, settings). Each entry is a folder; the oldest entries are removed past a count."""
+
+    FORMAT = 1  # bump when what a folder holds changes
+
+    def __init__(self, root: Path, max_entries: int) -> None:
+        self.root = Path(root)
+        self.max_entries = max(1, max_entries)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(portrait: str, audio: str, references: Sequence[str], settings: RenderSettings) -> str:
+        h = hashlib.sha256()
+        h.update(f"portraittalk {PORTRAITTALK_VERSION} cache {ResultCache.FORMAT}\n".encode())
+        for role, path in [("portrait", portrait), ("audio", audio)] + [("reference", r) for r in references]:
+            file_digest(h, role, path)
+        h.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
+        return h.hexdigest()[:32]
+
+    def get(self, key: str) -> StoredResult | None:
+        folder = self.root / key
+        try:
+            report = json.loads((folder / StoredResult.SCORES_JSON).read_text())
+        except (OSError, ValueError):
+            return None
+        if not (folder / StoredResult.VIDEO).is_file():
+            return None
+        os.utime(folder)  # most recently used
+        return StoredResult(folder, report, from_cache=True)
+
+    def new_work_dir(self) -> Path:
+        """A private folder for one request (same file system as the cache, for a cheap rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="work-", dir=self.root))
+
+    def store(self, key: str, result: RenderResult, work: Path) -> StoredResult:
+        """Write the downloads next to the video in ``work`` and publish it under ``key``."""
+        report = dict(result.report)
+        # Server paths stay on the server: the download names the video by file name only,
+        # under "file" (gradio_client takes any {"path": …} in a JSON output for a file to fetch).
+        video = {k: v for k, v in report.get("video", {}).items() if k != "path"}
+        report["video"] = {**video, "file": StoredResult.VIDEO}
+        (work / StoredResult.SCORES_JSON).write_text(json.dumps(report, indent=1))
+        write_scores_csv(report, work / StoredResult.SCORES_CSV)
+        result.write_motion(work / StoredResult.MOTION_JSON)
+        folder = self.root / key
+        with self._lock:
+            if folder.exists():  # an identical request finished first; keep that one
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                os.replace(work, folder)
+            self._evict()
+        return StoredResult(folder, report)
+
+    def _evict(self) -> None:
+        entries = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("work-")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[self.max_entries:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_scores_csv(report: dict[str, Any], path: Path) -> Path:
+    """Per-frame identity scores as CSV (empty table with a header when scoring was off)."""
+    frames = (report.get("identity") or {}).get("frames", [])
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["frame", "time_s", "cosine", "distance", "similarity", "same_person", "face_found"])
+        for fr in frames:
+            w.writerow([fr["frame"], fr["time_s"], fr["cosine"], fr["distance"],
+                        round(1.0 - fr["distance"], 5), fr["distance"] <= SAME_PERSON_DISTANCE,
+                        fr["face_found"]])
+    return path
