@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from portraittalk.analysis import speech
+from portraittalk.analysis.speech.sphinx import transcript_words
 from portraittalk.contracts import AudioClip
 from portraittalk.errors import InputError
 from portraittalk.motion.visemes import ARPABET_PHONES, VOWELS, normalize_phone, viseme_class
@@ -106,8 +107,7 @@ def test_a_transcript_of_another_recording_is_rejected():
 
 def test_transcript_normalisation_keeps_dictionary_words():
     dec = speech._align_decoder()
-    words, missing = speech.transcript_words("Mr. Dashwood's self-disposed — “Don’t” 42!", dec.lookup_word,
-                                             dec.add_word)
+    words, missing = transcript_words("Mr. Dashwood's self-disposed — “Don’t” 42!", dec.lookup_word, dec.add_word)
     assert words == ["mr.", "dashwood's", "self", "disposed", "don't"] and missing == ["42"]
     assert dec.lookup_word("dashwood's") == "D AE SH W UH D Z"
 
