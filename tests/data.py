@@ -4,8 +4,8 @@ a quiet narrowband conversation with long pauses, speech with a syllable-timed r
 speech over a music bed at another sample rate.
 
 Every maker is deterministic. The one picture not made from the examples, the no-face photo,
-is scikit-learn's ``china.jpg`` (CC BY 2.0), read from the installed package (librosa
-depends on scikit-learn), never copied into the project.
+is scikit-learn's ``china.jpg`` (danielbuechele on Flickr, CC BY 2.0), read from the installed
+package (librosa depends on scikit-learn), never copied into the project.
 """
 
 from __future__ import annotations
