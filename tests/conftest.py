@@ -1,4 +1,5 @@
-"""Shared test fixtures: example files in the repo and the developer samples next to it."""
+"""Shared test fixtures: example files in the repo, inputs made from them (tests/data.py) and
+the developer samples next to the checkout."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def sample(rel: str) -> Path:
     if not path.exists():
         pytest.skip(f"developer sample {rel} not available")
     return path
+
+
+def present_samples(*cases):
+    """The cases whose first item, a path under ../shared/samples, is there: real-sample variants of
+    a test that also runs on inputs the repository ships or makes."""
+    return [case for case in cases if (SAMPLES / (case[0] if isinstance(case, tuple) else case)).exists()]
 
 
 def example_file(name: str) -> Path:
@@ -52,6 +59,34 @@ def librivox_base(n: str) -> Path:
         if not Path(str(base) + ext).exists():
             pytest.skip(f"examples/librivox_{n}{ext} is not in the checkout")
     return base
+
+
+class Generated:
+    """Inputs of tests/data.py as files, each made on first use and kept for the session."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, name: str) -> Path:
+        from . import data
+
+        path = self.folder / name
+        return path if path.exists() else data.write(name, self.folder)
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> Generated:
+    return Generated(tmp_path_factory.mktemp("generated"))
+
+
+def input_file(ref: str, generated: Generated) -> Path:
+    """``examples/…`` from the repository, ``audio/…`` or ``images/…`` from the developer samples
+    (skip when absent), any other name made by tests/data.py."""
+    if ref.startswith("examples/"):
+        return example_file(ref.split("/", 1)[1])
+    if ref.startswith(("audio/", "images/")):
+        return sample(ref)
+    return generated.path(ref)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import pytest
 from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, parse_audio_stream, write_wav
 from portraittalk.errors import InputError
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "audio"
-SPEECH = SAMPLES / "jfk_inaugural_en_16k.wav"
+from .conftest import EXAMPLES, SAMPLES
 
 
 def _ffmpeg(*args: str) -> None:
@@ -22,20 +21,14 @@ def _ffmpeg(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """A 16 kHz mono speech clip: the real JFK sample (first 6 s) or, when the shared
-    samples are absent, a synthesized voice-like signal (harmonics with syllable-rate
-    amplitude modulation and a pitch glide)."""
+    """A 16 kHz mono speech clip, the first 6 s of a real recording: the JFK developer sample or,
+    without the samples, the LibriVox example."""
     folder = tmp_path_factory.mktemp("audio_src")
     path = folder / "source.wav"
-    if SPEECH.is_file():
-        _ffmpeg("-i", str(SPEECH), "-t", "6", "-c:a", "pcm_s16le", str(path))
-    else:
-        t = np.arange(6 * ANALYSIS_RATE) / ANALYSIS_RATE
-        f0 = 120 + 30 * np.sin(2 * np.pi * 0.3 * t)
-        phase = 2 * np.pi * np.cumsum(f0) / ANALYSIS_RATE
-        voice = sum(np.sin(k * phase) / k for k in range(1, 12))
-        envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) * (t % 1.5 < 1.1)
-        write_wav(path, 0.25 * voice * envelope, ANALYSIS_RATE)
+    speech = SAMPLES / "audio" / "jfk_inaugural_en_16k.wav"
+    if not speech.is_file():
+        speech = EXAMPLES / "librivox_0870.wav"
+    _ffmpeg("-i", str(speech), "-t", "6", "-c:a", "pcm_s16le", str(path))
     reference = load_audio(path).samples
     return path, reference
 

@@ -13,7 +13,7 @@ from portraittalk.io.video import probe_video, read_frames
 from portraittalk.analysis.face import mouth_gap_ratio
 from portraittalk.settings import RenderSettings
 
-from .conftest import EXAMPLES, REPO, sample
+from .conftest import EXAMPLES, REPO, input_file, present_samples
 
 OPEN_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY"}
 BILABIALS = {"P", "B", "M"}
@@ -140,8 +140,9 @@ def test_cli_render_and_bad_input(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "not an image" in lines[0]
 
 
-def test_no_face_through_the_cli(tmp_path):
-    coffee = sample("images/coffee_no_face.png")
+@pytest.mark.parametrize("ref", ["no_face.jpg", *present_samples("images/coffee_no_face.png")])
+def test_no_face_through_the_cli(generated, tmp_path, ref):
+    coffee = input_file(ref, generated)
     done = subprocess.run([sys.executable, "-m", "portraittalk", "render", "--image", str(coffee),
                            "--audio", str(EXAMPLES / "librivox_0880.wav"), "--out", str(tmp_path / "x.mp4")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -1,4 +1,5 @@
-"""Face analysis on real portraits: mesh found, largest face chosen, clear errors."""
+"""Face analysis on real portraits and pictures made from them: mesh found, largest face chosen,
+clear errors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from portraittalk.errors import InputError
 from portraittalk.analysis.face import estimate_yaw_degrees, eye_open_ratio, mouth_gap_ratio
 
-from .conftest import EXAMPLES, load_rgb, sample
+from .conftest import EXAMPLES, input_file, load_rgb, present_samples
 
 
 @pytest.mark.parametrize("name", ["grace_hopper.jpg", "astronaut_eileen_collins.jpg"])
@@ -32,30 +33,35 @@ def test_closed_and_open_mouths_are_told_apart(face_analyzer):
     assert mouth_gap_ratio(smiling.landmarks) > 0.08
 
 
-def test_no_face_is_a_clear_error(face_analyzer):
+@pytest.mark.parametrize("ref", ["no_face.jpg", *present_samples("images/coffee_no_face.png")])
+def test_no_face_is_a_clear_error(face_analyzer, generated, ref):
     flat = np.full((300, 400, 3), 128, np.uint8)
     with pytest.raises(InputError, match="No face"):
         face_analyzer.analyze(flat)
     with pytest.raises(InputError, match="front-facing"):
-        face_analyzer.analyze(load_rgb(sample("images/coffee_no_face.png")))
+        face_analyzer.analyze(load_rgb(input_file(ref, generated)))
 
 
-def test_two_faces_pick_the_largest_and_say_so(face_analyzer):
-    rgb = load_rgb(sample("images/greenscreen_two_faces_glasses.jpg"))
+@pytest.mark.parametrize("ref", ["two_faces.jpg", *present_samples("images/greenscreen_two_faces_glasses.jpg")])
+def test_two_faces_pick_the_largest_and_say_so(face_analyzer, generated, ref):
+    rgb = load_rgb(input_file(ref, generated))
     face = face_analyzer.analyze(rgb)
     assert face.faces_found >= 2
     assert any("largest" in w for w in face.warnings)
 
 
-def test_small_face_in_a_full_length_portrait(face_analyzer):
-    rgb = load_rgb(sample("images/biden_official_portrait_small_face.jpg"))
+@pytest.mark.parametrize("ref", ["small_face.jpg", *present_samples("images/biden_official_portrait_small_face.jpg")])
+def test_small_face_in_a_full_length_portrait(face_analyzer, generated, ref):
+    rgb = load_rgb(input_file(ref, generated))
     face = face_analyzer.analyze(rgb)
     x0, y0, x1, y1 = face.box
     assert y1 < rgb.shape[0] * 0.35  # the head, near the top of a standing figure
     assert (x1 - x0) < rgb.shape[1] * 0.5
 
 
-def test_profile_is_flagged(face_analyzer):
-    face = face_analyzer.analyze(load_rgb(sample("images/cameraman_profile_gray.png")))
+# the generated case: Grace Hopper's head turned 60° by warping her face mesh in 3-D, in grayscale
+@pytest.mark.parametrize("ref", ["turned_head_gray.png", *present_samples("images/cameraman_profile_gray.png")])
+def test_profile_is_flagged(face_analyzer, generated, ref):
+    face = face_analyzer.analyze(load_rgb(input_file(ref, generated)))
     assert abs(estimate_yaw_degrees(face.landmarks)) > 35
     assert any("turned" in w for w in face.warnings)

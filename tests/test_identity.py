@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from portraittalk.contracts import Box
 from portraittalk.scoring.identity import SAME_PERSON_DISTANCE, IdentityScorer, compare
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "images"
+from . import data
+from .conftest import input_file, present_samples
+
+# The reference people of most tests: their portrait, another picture of them with the face
+# running off the right edge (None: cut from the portrait), someone else, a photo without anyone.
+PEOPLE = {
+    "grace_hopper": ("examples/grace_hopper.jpg", None, "examples/astronaut_eileen_collins.jpg", "no_face.jpg"),
+    "obama": ("images/obama_official_portrait.jpg", "images/obama_partial_face_cropped.jpg",
+              "images/grace_hopper_glasses.jpg", "images/coffee_no_face.png"),
+}
+ANCHORS = ["grace_hopper", *(["obama"] if present_samples(PEOPLE["obama"][0]) else [])]
 
 
-def _load(name: str) -> np.ndarray:
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"shared sample image {name} is not available")
-    return np.asarray(Image.open(path).convert("RGB"))
+@dataclass
+class Person:
+    rgb: np.ndarray
+    box: Box
+    descriptor: np.ndarray
+    cut_off: np.ndarray
+    someone_else: np.ndarray
+    no_face: np.ndarray
+
+
+def _load(ref: str, generated) -> np.ndarray:
+    return np.asarray(Image.open(input_file(ref, generated)).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +46,45 @@ def scorer() -> IdentityScorer:
 
 
 @pytest.fixture(scope="module")
-def obama(scorer):
-    rgb = _load("obama_official_portrait.jpg")
-    box = scorer.detect_face(rgb)
-    assert box is not None
-    return rgb, box, scorer.descriptor(rgb, box)
+def people(scorer, generated):
+    """The person of PEOPLE called ``name``, loaded once per module."""
+    loaded: dict[str, Person] = {}
+
+    def person(name: str) -> Person:
+        if name not in loaded:
+            portrait, cut_off, someone_else, no_face = PEOPLE[name]
+            rgb = _load(portrait, generated)
+            box = scorer.detect_face(rgb)
+            assert box is not None
+            cut = data.cut_off_face(rgb, box) if cut_off is None else _load(cut_off, generated)
+            loaded[name] = Person(rgb, box, scorer.descriptor(rgb, box), cut, _load(someone_else, generated),
+                                  _load(no_face, generated))
+        return loaded[name]
+
+    return person
 
 
-def test_torch_network_equals_dlib(scorer, obama):
+@pytest.fixture(scope="module", params=ANCHORS)
+def anchor(request, people) -> Person:
+    return people(request.param)
+
+
+def test_torch_network_equals_dlib(scorer, anchor):
     """The PyTorch rebuild of dlib's ResNet gives dlib's own descriptors."""
     import dlib
     import face_recognition_models
 
-    rgb, box, _ = obama
+    rgb, box = anchor.rgb, anchor.box
     reference_net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-    chips = [scorer.align(rgb, box), scorer.align(_load("grace_hopper_glasses.jpg"), None)]
+    chips = [scorer.align(rgb, box), scorer.align(anchor.someone_else, None)]
     ours = scorer.embed(chips)
     theirs = np.array([reference_net.compute_face_descriptor(c) for c in chips])
     assert scorer.backend == "torch"
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
-def test_same_portrait_is_identical(scorer, obama):
-    rgb, box, descriptor = obama
+def test_same_portrait_is_identical(scorer, anchor):
+    rgb, box, descriptor = anchor.rgb, anchor.box, anchor.descriptor
     assert descriptor.shape == (128,)
     score = scorer.score(rgb, box, descriptor, 7)
     assert score.frame == 7 and score.face_found
@@ -64,8 +98,8 @@ def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf))
 
 
-def test_degraded_copies_stay_the_same_person(scorer, obama):
-    rgb, box, descriptor = obama
+def test_degraded_copies_stay_the_same_person(scorer, anchor):
+    rgb, box, descriptor = anchor.rgb, anchor.box, anchor.descriptor
     h, w = rgb.shape[:2]
     dx, dy = 9, -6
     shifted = cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
@@ -89,9 +123,9 @@ def test_degraded_copies_stay_the_same_person(scorer, obama):
     assert scorer.score(shifted, shifted_box, descriptor, 0).distance == pytest.approx(0.0, abs=0.02)
 
 
-def test_same_person_in_a_different_crop(scorer, obama):
-    _, _, descriptor = obama
-    partial = _load("obama_partial_face_cropped.jpg")
+def test_same_person_in_a_different_crop(scorer, anchor):
+    descriptor = anchor.descriptor
+    partial = anchor.cut_off
     box = scorer.detect_face(partial)
     if box is None:
         pytest.skip("no face found in the partial-face crop")
@@ -99,32 +133,41 @@ def test_same_person_in_a_different_crop(scorer, obama):
     assert score.distance < SAME_PERSON_DISTANCE
 
 
-@pytest.mark.parametrize("other", ["grace_hopper_glasses.jpg", "astronaut_eileen_collins.png",
-                                   "biden_official_portrait_small_face.jpg", "stefan_beard_beanie_lowres.jpg"])
-def test_different_people_are_over_the_threshold(scorer, obama, other):
-    _, _, descriptor = obama
-    image = _load(other)
+@pytest.mark.parametrize("other, name", [
+    ("examples/astronaut_eileen_collins.jpg", "grace_hopper"),
+    *present_samples(
+        ("images/obama_official_portrait.jpg", "grace_hopper"),
+        ("images/biden_official_portrait_small_face.jpg", "grace_hopper"),
+        ("images/stefan_beard_beanie_lowres.jpg", "grace_hopper"),
+        ("images/grace_hopper_glasses.jpg", "obama"),
+        ("images/astronaut_eileen_collins.png", "obama"),
+        ("images/biden_official_portrait_small_face.jpg", "obama"),
+        ("images/stefan_beard_beanie_lowres.jpg", "obama"),
+    ),
+])
+def test_different_people_are_over_the_threshold(scorer, people, generated, other, name):
+    person = people(name)
+    descriptor = person.descriptor
+    image = _load(other, generated)
     score = scorer.score(image, None, descriptor, 0)
     assert score.face_found
     assert score.distance > SAME_PERSON_DISTANCE
     # and further away than a heavily degraded copy of the same person
-    assert score.cosine < scorer.score(_jpeg(obama[0], 25), obama[1], descriptor, 0).cosine
+    assert score.cosine < scorer.score(_jpeg(person.rgb, 25), person.box, descriptor, 0).cosine
 
 
-def test_no_face_is_flagged(scorer, obama):
-    coffee = _load("coffee_no_face.png")
-    score = scorer.score(coffee, None, obama[2], 3)
+def test_no_face_is_flagged(scorer, anchor):
+    coffee = anchor.no_face
+    score = scorer.score(coffee, None, anchor.descriptor, 3)
     assert not score.face_found and score.frame == 3
     assert score.distance > SAME_PERSON_DISTANCE  # counted as "not the same person"
     assert scorer.descriptor(coffee, None) is None
     assert scorer.reference([coffee]) is None
 
 
-def test_multi_reference_and_batched_scoring(scorer, obama):
-    rgb, box, single = obama
-    partial = _load("obama_partial_face_cropped.jpg")
-    grace = _load("grace_hopper_glasses.jpg")
-    coffee = _load("coffee_no_face.png")
+def test_multi_reference_and_batched_scoring(scorer, anchor):
+    rgb, box, single = anchor.rgb, anchor.box, anchor.descriptor
+    partial, grace, coffee = anchor.cut_off, anchor.someone_else, anchor.no_face
     reference = scorer.reference([rgb, partial], [box, None])
     assert reference.shape == (128,)
     # the mean of two pictures of one person sits between them
@@ -146,8 +189,8 @@ def test_multi_reference_and_batched_scoring(scorer, obama):
         assert single_score.distance == pytest.approx(frame_score.distance, abs=1e-4)
 
 
-def test_dlib_backend_agrees(obama):
-    rgb, box, descriptor = obama
+def test_dlib_backend_agrees(anchor):
+    rgb, box, descriptor = anchor.rgb, anchor.box, anchor.descriptor
     dlib_scorer = IdentityScorer(backend="dlib")
     assert dlib_scorer.backend == "dlib"
     np.testing.assert_allclose(dlib_scorer.descriptor(rgb, box), descriptor, atol=1e-4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,19 +14,17 @@ from PIL import Image
 from portraittalk.errors import InputError
 from portraittalk.io.image import BACKGROUND_RGB, MAX_PIXELS, load_portrait
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "images"
+from . import data
+from .conftest import EXAMPLES, SAMPLES, input_file, present_samples
 
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    """A real portrait (even-sized crop) or, without the shared samples, a synthetic scene."""
-    path = SAMPLES / "obama_official_portrait.jpg"
+    """A real portrait, an even-sized crop around the face: a developer sample or the Hopper example."""
+    path = SAMPLES / "images" / "obama_official_portrait.jpg"
     if path.is_file():
         return np.asarray(Image.open(path).convert("RGB"))[100:500, 300:620].copy()
-    y, x = np.mgrid[0:400, 0:320]
-    rgb = np.stack([x * 255 // 319, y * 255 // 399, (x + y) % 256], axis=2).astype(np.uint8)
-    cv2.circle(rgb, (160, 200), 90, (200, 150, 120), -1)
-    return rgb
+    return np.asarray(Image.open(EXAMPLES / "grace_hopper.jpg").convert("RGB"))[60:460, 96:416].copy()
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -259,15 +256,20 @@ def test_tiny_image_is_refused():
     assert "20×20" in _one_sentence(excinfo)
 
 
-def test_all_shared_sample_portraits_load():
-    paths = sorted(SAMPLES.glob("*")) if SAMPLES.is_dir() else []
-    if not paths:
-        pytest.skip("shared sample images are not available")
-    for path in paths:
-        portrait = load_portrait(path, max_size=1024)
-        h, w = portrait.rgb.shape[:2]
-        assert portrait.rgb.dtype == np.uint8 and portrait.rgb.shape[2] == 3
-        assert w % 2 == 0 and h % 2 == 0 and max(w, h) <= 1024
-        assert abs(w - portrait.original_size[0]) <= 1 and abs(h - portrait.original_size[1]) <= 1
-    gray = load_portrait(SAMPLES / "cameraman_profile_gray.png")
+PORTRAITS = ["examples/grace_hopper.jpg", "examples/astronaut_eileen_collins.jpg", *data.PICTURES,
+             *present_samples(*(f"images/{p.name}" for p in sorted((SAMPLES / "images").glob("*"))))]
+
+
+@pytest.mark.parametrize("ref", PORTRAITS)
+def test_every_test_portrait_loads(generated, ref):
+    portrait = load_portrait(input_file(ref, generated), max_size=1024)
+    h, w = portrait.rgb.shape[:2]
+    assert portrait.rgb.dtype == np.uint8 and portrait.rgb.shape[2] == 3
+    assert w % 2 == 0 and h % 2 == 0 and max(w, h) <= 1024
+    assert abs(w - portrait.original_size[0]) <= 1 and abs(h - portrait.original_size[1]) <= 1
+
+
+@pytest.mark.parametrize("ref", ["turned_head_gray.png", *present_samples("images/cameraman_profile_gray.png")])
+def test_a_grayscale_portrait_is_noted(generated, ref):
+    gray = load_portrait(input_file(ref, generated))
     assert any("grayscale" in n for n in gray.notes)

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from portraittalk.motion import prompt as P
+from portraittalk.motion.prompt.bank import BANK, NOT_UNDERSTOOD, STYLE_LABELS
 from portraittalk.errors import InputError
 from portraittalk.engines.warp.looks import available_styles
 
@@ -59,11 +60,11 @@ SYNONYMS = [
 def test_paraphrases_reach_their_control(parse, text, label):
     c = parse(text)
     assert label in labels(c), c.summary()
-    assert not [i for i in c.ignored if i.reason == P.NOT_UNDERSTOOD], c.summary()
+    assert not [i for i in c.ignored if i.reason == NOT_UNDERSTOOD], c.summary()
 
 
 def test_synonym_table_is_not_a_lookup():
-    bank = {p for phrases in P.BANK.values() for p in phrases}
+    bank = {p for phrases in BANK.values() for p in phrases}
     assert not bank.intersection(text.lower() for text, _ in SYNONYMS)
 
 
@@ -87,7 +88,7 @@ def test_edits_beyond_the_warp_engine_are_reported_with_a_reason(parse, text, re
 def test_nonsense_and_other_languages_are_not_understood(parse, text):
     c = parse(text)
     assert at_defaults(c) and not c.understood, c.summary()
-    assert c.ignored and all(i.reason == P.NOT_UNDERSTOOD for i in c.ignored)
+    assert c.ignored and all(i.reason == NOT_UNDERSTOOD for i in c.ignored)
     assert "not understood" in c.summary()
 
 
@@ -144,7 +145,7 @@ def test_mixed_prompt_and_summary(parse):
     c = parse("A slightly sad, calm speaker in black and white, wearing a red scarf; nodding now and then")
     assert c.expression["smile"] < 0 and c.head_motion_scale < 1 and c.nod > 0
     assert c.style == "black-and-white"
-    assert [(i.phrase, i.reason) for i in c.ignored if i.reason != P.NOT_UNDERSTOOD] == [
+    assert [(i.phrase, i.reason) for i in c.ignored if i.reason != NOT_UNDERSTOOD] == [
         ("wearing a red scarf", "needs the diffusion engine")]
     parts = c.summary().split(" · ")
     assert parts[0].startswith("sad ") and "black-and-white" in parts
@@ -193,7 +194,7 @@ def test_bad_input_is_an_input_error():
 
 
 def test_prompt_looks_are_the_available_styles():
-    assert set(P.STYLE_LABELS) == set(available_styles())
+    assert set(STYLE_LABELS) == set(available_styles())
 
 
 def test_encoder_matches_sentence_embedding_properties(parse):

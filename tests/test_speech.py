@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from portraittalk.analysis import speech
+from portraittalk.analysis.speech.sphinx import transcript_words
 from portraittalk.contracts import AudioClip
 from portraittalk.errors import InputError
 from portraittalk.motion.visemes import ARPABET_PHONES, VOWELS, normalize_phone, viseme_class
 
-from .conftest import librivox_base, sample_audio
+from .conftest import input_file, librivox_base, present_samples, sample_audio
 
 FPS = 25.0
 LIBRIVOX = ["0870", "0880", "0920"]
@@ -106,8 +107,7 @@ def test_a_transcript_of_another_recording_is_rejected():
 
 def test_transcript_normalisation_keeps_dictionary_words():
     dec = speech._align_decoder()
-    words, missing = speech.transcript_words("Mr. Dashwood's self-disposed — “Don’t” 42!", dec.lookup_word,
-                                             dec.add_word)
+    words, missing = transcript_words("Mr. Dashwood's self-disposed — “Don’t” 42!", dec.lookup_word, dec.add_word)
     assert words == ["mr.", "dashwood's", "self", "disposed", "don't"] and missing == ["42"]
     assert dec.lookup_word("dashwood's") == "D AE SH W UH D Z"
 
@@ -160,8 +160,10 @@ def test_pauses_shorter_than_the_hangover_are_not_pauses():
     assert not out[70:110].any()  # a 0.4 s pause stays
 
 
-def test_quiet_narrowband_conversation_is_english_with_pauses():
-    a = analysed(str(sample_audio("pocketsphinx_chan3_en_conversational_narrowband_16k.wav")))
+@pytest.mark.parametrize("ref", ["narrowband_conversation.wav",
+                                 *present_samples("audio/pocketsphinx_chan3_en_conversational_narrowband_16k.wav")])
+def test_quiet_narrowband_conversation_is_english_with_pauses(generated, ref):
+    a = analysed(str(input_file(ref, generated)))
     assert a.language == "en" and a.method == "phone-decoder"
     assert 0.4 < a.speech_ratio < 0.9
     # it has long pauses: some silence of ≥ 1 s
@@ -173,28 +175,36 @@ def test_quiet_narrowband_conversation_is_english_with_pauses():
 
 # --- language -----------------------------------------------------------------------------------
 LANGUAGE_CASES = [
-    ("jfk_inaugural_en_16k.wav", "en"),
-    ("librispeech_198-209-0000_en_female_16k.wav", "en"),
-    ("librispeech_3436-172162-0000_en_male_16k.wav", "en"),
-    ("pocketsphinx_chan3_en_conversational_narrowband_16k.wav", "en"),
-    ("picovoice_test_es_16k.wav", "unknown"),
-    ("picovoice_test_ja_16k.wav", "unknown"),
-    ("karissa_hobbs_lets_go_fishin_singing_24k.wav", "unknown"),
+    ("examples/librivox_0870.wav", "en"),
+    ("narrowband_conversation.wav", "en"),
+    ("syllable_timed_speech.wav", "unknown"),  # the LibriVox clips with every vowel 0.1 s long
+    ("speech_over_music.wav", "unknown"),
+    *present_samples(
+        ("audio/jfk_inaugural_en_16k.wav", "en"),
+        ("audio/librispeech_198-209-0000_en_female_16k.wav", "en"),
+        ("audio/librispeech_3436-172162-0000_en_male_16k.wav", "en"),
+        ("audio/pocketsphinx_chan3_en_conversational_narrowband_16k.wav", "en"),
+        ("audio/picovoice_test_es_16k.wav", "unknown"),
+        ("audio/picovoice_test_ja_16k.wav", "unknown"),
+        ("audio/karissa_hobbs_lets_go_fishin_singing_24k.wav", "unknown"),
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, language", LANGUAGE_CASES)
-def test_language_and_method_on_the_samples(name, language):
-    a = analysed(str(sample_audio(name)))
+@pytest.mark.parametrize("ref, language", LANGUAGE_CASES)
+def test_language_and_method(generated, ref, language):
+    a = analysed(str(input_file(ref, generated)))
     assert a.language == language
     assert a.method == ("phone-decoder" if language == "en" else "acoustic")
     assert a.speech_ratio > 0.5 and not a.warnings
 
 
-def test_non_english_pseudo_phones_follow_the_syllables():
-    a = analysed(str(sample_audio("picovoice_test_es_16k.wav")))
+# "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia": ~25 syllables in 8.7 s;
+# the re-timed LibriVox clips: 36 vowels in 10 s
+@pytest.mark.parametrize("ref", ["syllable_timed_speech.wav", *present_samples("audio/picovoice_test_es_16k.wav")])
+def test_non_english_pseudo_phones_follow_the_syllables(generated, ref):
+    a = analysed(str(input_file(ref, generated)))
     vowels = [p for p in a.phones if p.phone in VOWELS]
-    # "Las arenas son blanquecinas de grano medio y tiene muy poca asistencia": ~25 syllables in 8.7 s
     assert 12 <= len(vowels) <= 40
     assert {p.phone for p in a.phones} <= {"SIL", "N", "P", "AA", "AH", "EY", "OW"}
 
@@ -224,8 +234,10 @@ def test_audio_without_speech_gives_an_idle_analysis(kind):
     assert len(a.energy) == 75
 
 
-def test_a_clip_at_another_sample_rate_is_resampled():
-    path = sample_audio("karissa_hobbs_lets_go_fishin_singing_24k.wav")
+@pytest.mark.parametrize("ref", ["speech_over_music.wav",
+                                 *present_samples("audio/karissa_hobbs_lets_go_fishin_singing_24k.wav")])
+def test_a_clip_at_another_sample_rate_is_resampled(generated, ref):
+    path = input_file(ref, generated)
     y, sr = librosa.load(str(path), sr=None, mono=True)
     y = y[: sr * 4]
     a = speech.analyze_speech(AudioClip(y.astype(np.float32), sr, str(path), sr, 1), FPS)
