@@ -54,7 +54,8 @@ from portraittalk import __version__ as PORTRAITTALK_VERSION
 from portraittalk.contracts import SAME_PERSON_DISTANCE
 from portraittalk.errors import PortraitTalkError, InputError
 from portraittalk.evaluation import COMPARE_HEADERS
-from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, limit_malloc_arenas
+from portraittalk.pipeline import PortraitTalkPipeline, RenderResult
+from portraittalk.runtime import limit_malloc_arenas
 from portraittalk.settings import RenderSettings
 
 log = logging.getLogger("portraittalk.app")

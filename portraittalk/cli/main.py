@@ -120,7 +120,8 @@ def read_text_arg(value: str | None) -> str | None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from ..pipeline import PortraitTalkPipeline, check_output_path
+    from ..io.paths import check_output_path
+    from ..pipeline import PortraitTalkPipeline
     from ..settings import RenderSettings
 
     check_files((("portrait", args.image), ("audio", args.audio)))
