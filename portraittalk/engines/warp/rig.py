@@ -29,7 +29,7 @@ from ...analysis import face as fm
 from ...contracts import FrameControls
 
 # Eye contours from inner to outer corner (upper lid, lower lid), per eye.
-EYE_WIDE_LIFT = 0.3  # upper-lid lift at eye_wide = 1, as a share of the eye's opening
+EYE_WIDE_LIFT = 1 / 3  # upper-lid lift at eye_wide = 1, as a share of the eye's opening
 RIGHT_EYE_UPPER = [133, 173, 157, 158, 159, 160, 161, 246, 33]
 RIGHT_EYE_LOWER = [133, 155, 154, 153, 145, 144, 163, 7, 33]
 LEFT_EYE_UPPER = [362, 398, 384, 385, 386, 387, 388, 466, 263]
