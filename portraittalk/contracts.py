@@ -153,7 +153,7 @@ class MotionTrack:
         return int(len(self.jaw_open))
 
     @classmethod
-    def still(cls, n_frames: int, fps: float) -> "MotionTrack":
+    def still(cls, n_frames: int, fps: float) -> MotionTrack:
         """A track with every control at rest."""
         return cls(fps=fps, **{c: np.zeros(n_frames, np.float32) for c in cls.CHANNELS})
 

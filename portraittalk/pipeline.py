@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .contracts import FaceAnalysis, IdentityScores, MotionTrack, Portrait
 from .errors import InputError
