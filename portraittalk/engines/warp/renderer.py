@@ -11,6 +11,7 @@ is pinned, so background, shoulders and the rest of the picture stay bit-identic
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -53,7 +54,7 @@ def draw_lash_line(image: np.ndarray, lid: np.ndarray, rgb: np.ndarray, alpha: f
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
     cover = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.polylines(cover, [np.round((lid - [x0, y0]) * 16).astype(np.int32)], False, 255, thickness,
+    cv2.polylines(cover, [np.round((lid - [x0, y0]) * 16).astype(np.int32)], False, (255,), thickness,
                   lineType=cv2.LINE_AA, shift=4)
     a = (cover.astype(np.float32) / 255.0 * alpha)[..., None]
     patch = image[y0:y1, x0:x1].astype(np.float32)
@@ -94,7 +95,8 @@ class WarpRenderer:
         # What lies inside the portrait's eye openings (iris, white), to seal it away in a blink.
         eyes_open = np.zeros((rh, rw), np.uint8)
         for idx in _EYE_OPENINGS:
-            cv2.fillPoly(eyes_open, [np.round(local[idx, :2] * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+            cv2.fillPoly(eyes_open, [np.round(local[idx, :2] * 16).astype(np.int32)], (1,), lineType=cv2.LINE_8,
+                         shift=4)
         self._eyes_open = eyes_open.astype(np.float32)
         # Lash colour per eye (the darkest third of the upper lid margin): a shut eye shows it
         # as a line where the lids meet.
@@ -141,7 +143,8 @@ class WarpRenderer:
         """Boxes (region pixels) around the mouth, and the eyes while the lids move."""
         W = self.rig.mouth_w
         boxes = []
-        areas = [(fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W)]
+        areas: list[tuple[Sequence[int], float, float, float]] = [
+            (fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W)]
         if eyes:
             areas += [(_RIGHT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W), (_LEFT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W)]
         for idx, mx, up, down in areas:
