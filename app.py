@@ -41,7 +41,8 @@ import PIL.Image
 
 from portraittalk.errors import PortraitTalkError
 from portraittalk.evaluation import COMPARE_HEADERS
-from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, limit_malloc_arenas
+from portraittalk.pipeline import PortraitTalkPipeline, RenderResult
+from portraittalk.runtime import limit_malloc_arenas
 from portraittalk.server import texts
 from portraittalk.server.compare import COMPARE_NAMES
 from portraittalk.server.results import StoredResult

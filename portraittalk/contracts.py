@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -83,6 +83,31 @@ class SpeechAnalysis:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FrameControls:
+    """One video frame of face controls, every channel at rest at 0 (units: see MotionTrack).
+
+    The one list of motion channels: MotionTrack has an array per field, in this order.
+    """
+
+    jaw_open: float = 0.0
+    lip_close: float = 0.0
+    mouth_wide: float = 0.0
+    lip_round: float = 0.0
+    lower_lip_tuck: float = 0.0
+    upper_lip_raise: float = 0.0
+    tongue: float = 0.0
+    smile: float = 0.0
+    brow_raise: float = 0.0
+    blink: float = 0.0
+    eye_wide: float = 0.0
+    head_yaw: float = 0.0
+    head_pitch: float = 0.0
+    head_roll: float = 0.0
+    gaze_x: float = 0.0
+    gaze_y: float = 0.0
+
+
 @dataclass
 class MotionTrack:
     """Per-frame face controls for the renderer; every array has shape (n_frames,), float32.
@@ -121,22 +146,19 @@ class MotionTrack:
     gaze_x: np.ndarray
     gaze_y: np.ndarray
 
-    CHANNELS = (
-        "jaw_open", "lip_close", "mouth_wide", "lip_round", "lower_lip_tuck", "upper_lip_raise",
-        "tongue", "smile", "brow_raise", "blink", "eye_wide", "head_yaw", "head_pitch", "head_roll", "gaze_x", "gaze_y",
-    )
+    CHANNELS: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(FrameControls))
 
     @property
     def n_frames(self) -> int:
         return int(len(self.jaw_open))
 
     @classmethod
-    def still(cls, n_frames: int, fps: float) -> "MotionTrack":
+    def still(cls, n_frames: int, fps: float) -> MotionTrack:
         """A track with every control at rest."""
         return cls(fps=fps, **{c: np.zeros(n_frames, np.float32) for c in cls.CHANNELS})
 
-    def frame(self, i: int) -> dict[str, float]:
-        return {c: float(getattr(self, c)[i]) for c in self.CHANNELS}
+    def frame(self, i: int) -> FrameControls:
+        return FrameControls(**{c: float(getattr(self, c)[i]) for c in self.CHANNELS})
 
     def to_dict(self) -> dict[str, Any]:
         return {"fps": self.fps, "n_frames": self.n_frames,
@@ -144,14 +166,6 @@ class MotionTrack:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MotionTrack":
-        channels = d["channels"]
-        n = len(channels["jaw_open"])
-        # Channels added later (eye_wide) are at rest in tracks written before them.
-        return cls(fps=float(d["fps"]), **{c: np.asarray(channels.get(c, np.zeros(n)), np.float32)
-                                          for c in cls.CHANNELS})
 
 
 @dataclass
@@ -185,11 +199,3 @@ class IdentityScores:
             "threshold": self.threshold,
         }
 
-
-def dataclass_to_dict(obj: Any) -> dict[str, Any]:
-    """Shallow dict of a dataclass for JSON reports (numpy arrays become lists)."""
-    out = {}
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
-    return out

@@ -96,6 +96,7 @@ def still_eval(evaluator, hopper, speech, work):
 @pytest.fixture(scope="module")
 def shifted_eval(evaluator, hopper, speech, work):
     """Mouth opening = speech envelope delayed by SHIFT_FRAMES; two blinks; a slow head turn."""
+    from portraittalk.contracts import FrameControls
     from portraittalk.engines.warp.renderer import WarpRenderer
 
     path, rgb, face = hopper
@@ -105,9 +106,9 @@ def shifted_eval(evaluator, hopper, speech, work):
     renderer = WarpRenderer(rgb, face)
     frames = []
     for i in range(n):
-        controls = {"jaw_open": 0.7 * float(env[i - SHIFT_FRAMES]) if i >= SHIFT_FRAMES else 0.0,
-                    "head_yaw": 3.0 * np.sin(2 * np.pi * i / n),
-                    "blink": 1.0 if any(s <= i < s + 3 for s in BLINK_STARTS) else 0.0}
+        controls = FrameControls(jaw_open=0.7 * float(env[i - SHIFT_FRAMES]) if i >= SHIFT_FRAMES else 0.0,
+                                 head_yaw=3.0 * np.sin(2 * np.pi * i / n),
+                                 blink=1.0 if any(s <= i < s + 3 for s in BLINK_STARTS) else 0.0)
         frames.append(renderer.render(controls).rgb)
     video = write_video(work / "shifted.mp4", frames, audio=wav)
     return evaluator.evaluate(video, path, wav, transcript)

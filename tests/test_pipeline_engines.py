@@ -57,15 +57,14 @@ def test_prompt_is_understood_reported_and_changes_the_face(pipeline, tmp_path):
 
 
 def test_refine_mode_without_weights_refines_the_warp_frames(pipeline, tmp_path, monkeypatch):
-    import portraittalk.pipeline as pl
-    from portraittalk.engines.diffusion import tiny
+    from portraittalk.engines.diffusion import frames, tiny
     from portraittalk.engines.diffusion.engine import DiffusionEngine
 
     refiner = tiny.tiny_refiner()
     real_for_refine = DiffusionEngine.for_refine
     monkeypatch.setattr(DiffusionEngine, "for_refine",
                         classmethod(lambda cls, device=None: real_for_refine.__func__(cls, device="cpu", refiner=refiner)))
-    monkeypatch.setattr(pl, "REFINE_CROP", 32)
+    monkeypatch.setattr(frames, "REFINE_CROP", 32)
     monkeypatch.delenv("PORTRAITTALK_WEIGHTS", raising=False)
     out = tmp_path / "refined.mp4"
     res = pipeline.render(EXAMPLES / "astronaut_eileen_collins.jpg", EXAMPLES / "librivox_0880.wav", out,

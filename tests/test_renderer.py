@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from portraittalk.analysis.face import eye_open_ratio, mouth_gap_ratio
+from portraittalk.contracts import FrameControls
 from portraittalk.engines.warp.renderer import WarpRenderer
 
 from .conftest import EXAMPLES, load_rgb, sample
@@ -26,13 +27,13 @@ def _remesh(face_analyzer, frame, box):
 
 def test_rest_pose_is_the_portrait_bit_for_bit(hopper):
     rgb, _, r = hopper
-    out = r.render({}).rgb
+    out = r.render(FrameControls()).rgb
     assert out.shape == rgb.shape and np.array_equal(out, rgb)
 
 
 def test_only_the_head_region_changes(hopper):
     rgb, _, r = hopper
-    out = r.render({"jaw_open": 0.6, "head_yaw": 3, "head_pitch": 2, "blink": 1}).rgb
+    out = r.render(FrameControls(jaw_open=0.6, head_yaw=3, head_pitch=2, blink=1)).rgb
     x0, y0, x1, y1 = r.region_box
     outside = np.ones(rgb.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
@@ -43,7 +44,8 @@ def test_only_the_head_region_changes(hopper):
 
 def test_jaw_opens_the_mouth_monotonically(face_analyzer, hopper):
     rgb, face, r = hopper
-    gaps = [mouth_gap_ratio(_remesh(face_analyzer, r.render({"jaw_open": j}).rgb, face.box)) for j in (0, 0.3, 0.6)]
+    gaps = [mouth_gap_ratio(_remesh(face_analyzer, r.render(FrameControls(jaw_open=j)).rgb, face.box))
+            for j in (0, 0.3, 0.6)]
     assert gaps[0] < 0.05
     assert gaps[1] > gaps[0] + 0.08
     assert gaps[2] > gaps[1] + 0.08
@@ -51,7 +53,7 @@ def test_jaw_opens_the_mouth_monotonically(face_analyzer, hopper):
 
 def test_lip_closure_wins_over_an_open_jaw(face_analyzer, hopper):
     _, face, r = hopper
-    closed = _remesh(face_analyzer, r.render({"jaw_open": 0.35, "lip_close": 1.0}).rgb, face.box)
+    closed = _remesh(face_analyzer, r.render(FrameControls(jaw_open=0.35, lip_close=1.0)).rgb, face.box)
     assert mouth_gap_ratio(closed) < 0.06
 
 
@@ -60,7 +62,8 @@ def test_blink_closes_the_eyes(face_analyzer, name):
     rgb = load_rgb(EXAMPLES / name)
     face = face_analyzer.analyze(rgb)
     r = WarpRenderer(rgb, face)
-    ratios = [eye_open_ratio(_remesh(face_analyzer, r.render({"blink": b}).rgb, face.box)) for b in (0, 0.5, 1)]
+    ratios = [eye_open_ratio(_remesh(face_analyzer, r.render(FrameControls(blink=b)).rgb, face.box))
+              for b in (0, 0.5, 1)]
     # The mesh never reads a shut eye as fully closed (lashes), and glasses blur it further.
     assert ratios[0] > ratios[1] > ratios[2]
     assert ratios[2] < 0.7 * ratios[0]
@@ -74,7 +77,7 @@ def test_shut_eyes_show_no_specks_of_the_eye_between_the_lids(face_analyzer, nam
 
     rgb = load_rgb(EXAMPLES / name)
     face = face_analyzer.analyze(rgb)
-    shut = WarpRenderer(rgb, face).render({"blink": 1.0})
+    shut = WarpRenderer(rgb, face).render(FrameControls(blink=1.0))
     for upper, lower in ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_UPPER, LEFT_EYE_LOWER)):
         # Where the lids now meet, with a pixel either side; the skin of the closed lid above it.
         seam = np.zeros(rgb.shape[:2], np.uint8)
@@ -92,8 +95,8 @@ def test_shut_eyes_show_no_specks_of_the_eye_between_the_lids(face_analyzer, nam
 
 def test_head_turn_moves_the_nose_a_few_pixels(face_analyzer, hopper):
     _, face, r = hopper
-    base = _remesh(face_analyzer, r.render({}).rgb, face.box)
-    turned = _remesh(face_analyzer, r.render({"head_yaw": 5}).rgb, face.box)
+    base = _remesh(face_analyzer, r.render(FrameControls()).rgb, face.box)
+    turned = _remesh(face_analyzer, r.render(FrameControls(head_yaw=5)).rgb, face.box)
     shift = turned[1, 0] - base[1, 0]
     face_w = face.box[2] - face.box[0]
     assert 0.01 * face_w < abs(shift) < 0.15 * face_w
@@ -101,7 +104,7 @@ def test_head_turn_moves_the_nose_a_few_pixels(face_analyzer, hopper):
 
 def test_open_mouth_is_dark_inside_with_teeth(face_analyzer, hopper):
     _, face, r = hopper
-    frame = r.render({"jaw_open": 0.5}).rgb
+    frame = r.render(FrameControls(jaw_open=0.5)).rgb
     lm = _remesh(face_analyzer, frame, face.box)
     top, bottom = lm[13, :2], lm[14, :2]
     column = frame[int(top[1]):int(bottom[1]), int(round(top[0]))].astype(float).mean(1)
@@ -115,7 +118,7 @@ def test_portrait_showing_teeth_keeps_them_unstretched(face_analyzer):
     face = face_analyzer.analyze(rgb)
     r = WarpRenderer(rgb, face)
     assert r.look.has_open_mouth
-    out = r.render({"jaw_open": 0.5}).rgb
+    out = r.render(FrameControls(jaw_open=0.5)).rgb
     x0, y0, x1, y1 = r.region_box
     src, dst = rgb[y0:y1, x0:x1].astype(float), out[y0:y1, x0:x1].astype(float)
     upper = cv2.erode((r.look.src_upper_mask > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -124,7 +127,7 @@ def test_portrait_showing_teeth_keeps_them_unstretched(face_analyzer):
     assert np.abs(src[upper] - dst[upper]).mean() < 12
     # Lower teeth moved down with the jaw as a block: the same pixels, shifted, not stretched.
     lower = cv2.erode((r.look.src_lower_mask > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    shift = r.rig.pose({"jaw_open": 0.5}).jaw_shift
+    shift = r.rig.pose(FrameControls(jaw_open=0.5)).jaw_shift
     assert shift[1] > 3
     ys, xs = np.nonzero(lower)
     moved = dst[np.clip(np.round(ys + shift[1]).astype(int), 0, dst.shape[0] - 1),
@@ -138,7 +141,7 @@ def test_hard_portraits_render_and_still_read_as_faces(face_analyzer, name):
     rgb = load_rgb(sample(name))
     face = face_analyzer.analyze(rgb)
     r = WarpRenderer(rgb, face)
-    frame = r.render({"jaw_open": 0.8, "head_yaw": 2}).rgb
+    frame = r.render(FrameControls(jaw_open=0.8, head_yaw=2)).rgb
     lm = face_analyzer.mesh_in_box(frame, face.box)
     assert lm is not None
     assert mouth_gap_ratio(lm) > mouth_gap_ratio(face.landmarks) + 0.04

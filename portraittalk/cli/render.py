@@ -55,7 +55,8 @@ def add_render_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_render(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
-    from ..pipeline import PortraitTalkPipeline, check_output_path
+    from ..io.paths import check_output_path
+    from ..pipeline import PortraitTalkPipeline
 
     check_files((("portrait", args.image), ("audio", args.audio)))
     # Report files are checked before the render, so a bad path never ends in a traceback after it.

@@ -35,6 +35,7 @@ audio only.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
@@ -92,7 +93,7 @@ def build_motion_track(
     track = MotionTrack.still(n_frames, fps)
 
     mouth = mouth_shapes(speech, feats, n_frames, fps)
-    gate = pause_gate(feats["speech"], fps)
+    gate = pause_gate(feats.speech, fps)
     for ch in MOUTH_CHANNELS:
         lo = -1.0 if ch == "mouth_wide" else 0.0
         setattr(track, ch, np.clip(mouth[ch] * gate * audio_strength, lo, 1.0).astype(np.float32))
@@ -154,21 +155,30 @@ def _check_expression(expression: dict[str, float] | None) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------
 # speech features on the video grid
 # ------------------------------------------------------------------------------------------------
-def _features_on_grid(speech: SpeechAnalysis, n_frames: int, fps: float) -> dict[str, np.ndarray]:
+@dataclass
+class GridFeatures:
+    """The speech analysis on the video's frame grid, each (n_frames,) float64."""
+
+    energy: np.ndarray
+    voicing: np.ndarray
+    pitch: np.ndarray
+    speech: np.ndarray  # 0/1 voice activity
+
+
+def _features_on_grid(speech: SpeechAnalysis, n_frames: int, fps: float) -> GridFeatures:
     """The analysis arrays, resampled by time when the video grid differs from the analysis grid."""
-    out = {}
     t_out = (np.arange(n_frames) + 0.5) / fps
-    for name in ("energy", "voicing", "pitch", "speech"):
-        a = np.asarray(getattr(speech, name), np.float64)
+
+    def on_grid(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, np.float64)
         if len(a) == n_frames and math.isclose(speech.fps, fps):
-            out[name] = a.copy()
-        elif len(a) == 0:
-            out[name] = np.zeros(n_frames)
-        else:
-            t_in = (np.arange(len(a)) + 0.5) / speech.fps
-            out[name] = np.interp(t_out, t_in, a)
-    out["speech"] = (out["speech"] >= 0.5).astype(np.float64)
-    return out
+            return a.copy()
+        if len(a) == 0:
+            return np.zeros(n_frames)
+        return np.interp(t_out, (np.arange(len(a)) + 0.5) / speech.fps, a)
+
+    return GridFeatures(energy=on_grid(speech.energy), voicing=on_grid(speech.voicing), pitch=on_grid(speech.pitch),
+                        speech=(on_grid(speech.speech) >= 0.5).astype(np.float64))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,7 +247,7 @@ def _contact_envelope(segments: list[tuple[str, float, float]], phones: tuple[st
     return env
 
 
-def mouth_shapes(speech: SpeechAnalysis, feats: dict[str, np.ndarray], n_frames: int,
+def mouth_shapes(speech: SpeechAnalysis, feats: GridFeatures, n_frames: int,
                  fps: float) -> dict[str, np.ndarray]:
     """Mouth channels per video frame, before the pause gate and audio_strength."""
     duration = n_frames / fps
@@ -248,8 +258,8 @@ def mouth_shapes(speech: SpeechAnalysis, feats: dict[str, np.ndarray], n_frames:
     # loudness on the fine grid: a syllable's loudness (its loudest nearby frame) scales its opening
     t_frames = (np.arange(n_frames) + 0.5) / fps
     # the shapes lead the sound by ANTICIPATION_S, so they scale with the loudness that follows
-    energy = np.interp(t + ANTICIPATION_S, t_frames, feats["energy"] * feats["speech"])
-    voicing = np.interp(t + ANTICIPATION_S, t_frames, feats["voicing"])
+    energy = np.interp(t + ANTICIPATION_S, t_frames, feats.energy * feats.speech)
+    voicing = np.interp(t + ANTICIPATION_S, t_frames, feats.voicing)
     syllable_loudness = maximum_filter1d(energy, size=max(1, int(round(0.12 / GRID_S))))
     acoustic_jaw = gaussian_filter1d(energy * (0.35 + 0.65 * voicing), 2.0)
     acoustic_share = 0.55 if speech.method == "acoustic" else 0.2
@@ -335,7 +345,7 @@ def _blink_shape(dt: np.ndarray) -> np.ndarray:
     return np.where(dt < 0, closing, np.where(dt <= BLINK_HOLD_S, 1.0, opening))
 
 
-def _smooth_noise(n: int, fps: float, period_s: float, rng: np.random.Generator) -> np.ndarray:
+def smooth_noise(n: int, fps: float, period_s: float, rng: np.random.Generator) -> np.ndarray:
     """Unit-std random drift with features about ``period_s`` long."""
     pad = int(3 * period_s * fps)
     x = gaussian_filter1d(rng.standard_normal(n + 2 * pad), sigma=max(period_s * fps / 2.5, 0.5))[pad:pad + n]
@@ -347,16 +357,17 @@ def _soft_bound(x: np.ndarray, limit: float) -> np.ndarray:
     return limit * np.tanh(x / limit)
 
 
-def head_and_brows(feats: dict[str, np.ndarray], fps: float, rng: np.random.Generator):
+def head_and_brows(feats: GridFeatures, fps: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Head yaw/pitch/roll in degrees (before head_motion) and a small prosodic brow raise."""
-    n = len(feats["energy"])
+    n = len(feats.energy)
     t = np.arange(n) / fps
-    speaking = gaussian_filter1d(feats["speech"], sigma=0.3 * fps)
-    energy = gaussian_filter1d(feats["energy"] * feats["speech"], sigma=0.12 * fps)
+    speaking = gaussian_filter1d(feats.speech, sigma=0.3 * fps)
+    energy = gaussian_filter1d(feats.energy * feats.speech, sigma=0.12 * fps)
 
     # pitch contour in semitones, unvoiced gaps bridged, low-passed: intonation, not jitter
-    pitch = feats["pitch"]
-    voiced = (feats["voicing"] >= 0.5) & (feats["speech"] > 0)
+    pitch = feats.pitch
+    voiced = (feats.voicing >= 0.5) & (feats.speech > 0)
     if voiced.sum() >= 2:
         contour = np.interp(np.arange(n), np.flatnonzero(voiced), pitch[voiced])
     else:
@@ -368,10 +379,10 @@ def head_and_brows(feats: dict[str, np.ndarray], fps: float, rng: np.random.Gene
     onset = gaussian_filter1d(onset, sigma=0.06 * fps)
     onset = onset / (np.percentile(onset, 99) + 1e-6) if onset.any() else onset
 
-    drift_yaw = _smooth_noise(n, fps, 3.0, rng)
-    drift_pitch = _smooth_noise(n, fps, 3.5, rng)
-    drift_roll = _smooth_noise(n, fps, 4.0, rng)
-    turn_side = _smooth_noise(n, fps, 2.0, rng)  # which way loud phrases turn the head
+    drift_yaw = smooth_noise(n, fps, 3.0, rng)
+    drift_pitch = smooth_noise(n, fps, 3.5, rng)
+    drift_roll = smooth_noise(n, fps, 4.0, rng)
+    turn_side = smooth_noise(n, fps, 2.0, rng)  # which way loud phrases turn the head
     breath_period = rng.uniform(3.5, 5.0)
     breath_phase = rng.uniform(0, 2 * np.pi)
     breathing = np.sin(2 * np.pi * t / breath_period + breath_phase)
@@ -410,48 +421,3 @@ def gaze(n_frames: int, fps: float, rng: np.random.Generator) -> tuple[np.ndarra
         cur_x, cur_y = new_x, new_y
         frame, k = nxt, k + 1
     return gx, gy
-
-
-def apply_prompt(track: MotionTrack, controls, seed: int = 0, expression_intensity: float = 1.0,
-                 identity_strength: float = 1.0) -> MotionTrack:
-    """Fold a parsed text prompt (prompt.PromptControls) into a motion track, in place.
-
-    Expression offsets were already added by `build_motion_track`; here come the parts that
-    change motion over time: eye squint (a partial lid closure that still blinks fully), wide
-    eyes (lids lifted, eased in like the other expressions),
-    extra nodding / head shaking (about 1 Hz, seeded phase), and looking around (more gaze
-    glances) or holding the gaze on the camera. `identity_strength` above 1 bounds how far
-    the face may leave the portrait: expression and pose shrink by 1 / identity_strength.
-    """
-    n, fps = track.n_frames, track.fps
-    t = np.arange(n) / fps
-    rng = np.random.default_rng(seed + 7919)
-    ease = np.clip(t / 0.5, 0.0, 1.0)
-    if controls is not None:
-        squint = float(np.clip(controls.expression.get("eye_squint", 0.0) * expression_intensity, 0, 0.6))
-        if squint > 0:
-            track.blink = (squint + (1 - squint) * track.blink).astype(np.float32)
-        wide = float(np.clip(controls.expression.get("eye_wide", 0.0) * expression_intensity, 0, 1))
-        if wide > 0:
-            ramp = np.clip(t / EXPRESSION_RAMP_S, 0.0, 1.0)
-            track.eye_wide = (wide * ramp).astype(np.float32)
-        if controls.nod > 0:
-            track.head_pitch = (track.head_pitch + 3.0 * controls.nod * ease
-                                * np.sin(2 * np.pi * 1.1 * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
-        if controls.shake > 0:
-            track.head_yaw = (track.head_yaw + 3.5 * controls.shake * ease
-                              * np.sin(2 * np.pi * 0.9 * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
-        if controls.look_around > 0:
-            glance = _smooth_noise(n, fps, 1.5, rng)
-            track.gaze_x = np.clip(track.gaze_x + 0.5 * controls.look_around * np.tanh(glance), -1, 1).astype(np.float32)
-            track.head_yaw = (track.head_yaw + 2.0 * controls.look_around * np.tanh(glance) * ease).astype(np.float32)
-        elif controls.look_around < 0:
-            keep = 1.0 + float(controls.look_around)
-            track.gaze_x = (track.gaze_x * keep).astype(np.float32)
-            track.gaze_y = (track.gaze_y * keep).astype(np.float32)
-    bound = 1.0 / max(1.0, float(identity_strength))
-    for ch in ("smile", "brow_raise", "eye_wide", "head_yaw", "head_pitch", "head_roll"):
-        setattr(track, ch, (getattr(track, ch) * bound).astype(np.float32))
-    for ch in ("head_yaw", "head_pitch", "head_roll"):
-        setattr(track, ch, np.clip(getattr(track, ch), -MAX_POSE_DEG, MAX_POSE_DEG).astype(np.float32))
-    return track

@@ -2,7 +2,7 @@
 
 The shapes follow the classic animation mouth chart (Preston Blair's Disney-era
 chart, whose A–H/X shapes Rhubarb Lip Sync also uses) refined towards the MPEG-4
-viseme groups, expressed in the units of :class:`portraittalk.datatypes.MotionTrack`:
+viseme groups, expressed in the units of :class:`portraittalk.contracts.MotionTrack`:
 
 =========================  =====  =====  ======  =====  =====  =====  ======  ===========================
 phones                     jaw    close  wide    round  tuck   raise  tongue  shape (Blair / Rhubarb)

@@ -86,11 +86,7 @@ class ResultCache:
 
     def store(self, key: str, result: RenderResult, work: Path) -> StoredResult:
         """Write the downloads next to the video in ``work`` and publish it under ``key``."""
-        report = dict(result.report)
-        # Server paths stay on the server: the download names the video by file name only,
-        # under "file" (gradio_client takes any {"path": …} in a JSON output for a file to fetch).
-        video = {k: v for k, v in report.get("video", {}).items() if k != "path"}
-        report["video"] = {**video, "file": StoredResult.VIDEO}
+        report = result.run_report.for_download(StoredResult.VIDEO)
         (work / StoredResult.SCORES_JSON).write_text(json.dumps(report, indent=1))
         write_scores_csv(report, work / StoredResult.SCORES_CSV)
         result.write_motion(work / StoredResult.MOTION_JSON)

@@ -13,6 +13,7 @@ refine      refine mode: AnimateDiff video-to-video + IP-Adapter over the warp e
 data        talking-face video dataset with cached preprocessing
 train       two-stage training with accelerate (``python -m portraittalk.engines.diffusion.train``)
 engine      the adapter the app uses: availability, rendering, refining (numpy in, numpy out)
+frames      the pipeline's engine interface: model and refine mode on a face crop, pasted back
 loading     where weights come from (PORTRAITTALK_WEIGHTS, folder or Hub id); safetensors-only loading
 builder     a fresh pipeline around public base weights (the start of training)
 benchmark   seconds per frame on the serving machine

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import spaces
@@ -23,9 +24,12 @@ from ...errors import EngineUnavailableError
 from .guidance import guidance_branches
 from .loading import WEIGHTS_ENV, configured_weights, looks_like_hub_id
 
+if TYPE_CHECKING:
+    from .identity import FaceEmbedder
+
 # Loaded models, by key; filled by the engine constructors, read by the GPU functions.
-_PIPELINES: dict[str, object] = {}
-_REFINERS: dict[str, object] = {}
+_PIPELINES: dict[str, Any] = {}  # PortraitTalkPipeline
+_REFINERS: dict[str, Any] = {}  # PortraitRefiner, or a custom refiner
 
 # Assumed (not yet measured) cost of one denoiser pass for one 512×512 frame on an H100/H200, for
 # ZeroGPU's time budget; replace with the figure ``python -m portraittalk.engines.diffusion.benchmark`` gives.
@@ -143,11 +147,18 @@ class DiffusionEngine:
         self.key = key
         self.device = device
         self.refine_key = refine_key
-        self._face_embedder = None
+        self._face_embedder: FaceEmbedder | None = None
 
     def resolution(self) -> int:
         """Side of the square face crops the loaded model renders (its config's ``resolution``)."""
-        return int(_PIPELINES[self.key].config.resolution)
+        return int(_PIPELINES[self._pipeline_key()].config.resolution)
+
+    def _pipeline_key(self) -> str:
+        if self.key is None:
+            raise EngineUnavailableError(
+                f"No diffusion weights are loaded: set {WEIGHTS_ENV} to a local folder or a Hub id, or use refine mode."
+            )
+        return self.key
 
     @staticmethod
     def _device(device: str | None) -> str:
@@ -173,7 +184,7 @@ class DiffusionEngine:
         key = f"{spec}@{device}"
         if key not in _PIPELINES:
             dtype = torch.float16 if device.startswith("cuda") else torch.float32
-            pipe = PortraitTalkPipeline.from_pretrained(spec, torch_dtype=dtype)
+            pipe: Any = PortraitTalkPipeline.from_pretrained(spec, torch_dtype=dtype)
             pipe.set_progress_bar_config(disable=True)
             _PIPELINES[key] = pipe.to(device)
         return cls(key, device)
@@ -227,10 +238,7 @@ class DiffusionEngine:
         cross-attention (0 = off, 1 = as trained). ``guidance``: classifier-free guidance — one
         float for all conditions, or ``(audio, identity, text)``, or a mapping with those keys.
         """
-        if self.key is None:
-            raise EngineUnavailableError(
-                f"No diffusion weights are loaded: set {WEIGHTS_ENV} to a local folder or a Hub id, or use refine mode."
-            )
+        key = self._pipeline_key()
         refs = [np.ascontiguousarray(np.asarray(r)[..., :3], dtype=np.uint8) for r in reference_rgbs]
         if face_embeddings is None:
             face_embeddings = self.face_embeddings(refs)
@@ -240,7 +248,7 @@ class DiffusionEngine:
             "audio_scale": float(audio_scale), "text_scale": float(text_scale), "seed": int(seed),
         }
         audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
-        yield from _render_on_gpu(self.key, refs, face_embeddings, audio, float(fps), int(n_frames), structure_maps, settings)
+        yield from _render_on_gpu(key, refs, face_embeddings, audio, float(fps), int(n_frames), structure_maps, settings)
 
     def refine(
         self,

@@ -106,8 +106,9 @@ def _vignette_and_grain(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.hypot((xx - (w - 1) / 2) / (w / 2), (yy - (h - 1) / 2) / (h / 2)) / np.sqrt(2)
     vignette = (1.0 - 0.45 * np.clip(r, 0, 1) ** 2.2).astype(np.float32)
-    grain = np.random.default_rng(TEXTURE_SEED).normal(0.0, 1.0, (h, w)).astype(np.float32)
-    grain = cv2.GaussianBlur(grain, (0, 0), max(0.5, 0.6 * max(h, w) / 1024))  # grain size follows the frame
+    noise = np.random.default_rng(TEXTURE_SEED).normal(0.0, 1.0, (h, w)).astype(np.float32)
+    # The grain size follows the frame size.
+    grain: np.ndarray = cv2.GaussianBlur(noise, (0, 0), max(0.5, 0.6 * max(h, w) / 1024))
     grain *= 5.0 / (grain.std() + 1e-6)  # ≈ ±5 levels
     return vignette, grain
 
@@ -140,7 +141,7 @@ def _soft_kuwahara(img: np.ndarray, radius: int, sharpness: float = 8.0) -> np.n
     den = np.zeros((h, w), np.float32)
     for dy in (-off, off):
         for dx in (-off, off):
-            shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
+            shift = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
             m = cv2.warpAffine(mean, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             v = cv2.warpAffine(var, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             wt = (1.0 + v) ** (-sharpness / 2)
@@ -208,8 +209,7 @@ def _cartoon(img: np.ndarray, detail: float) -> np.ndarray:
     gray = cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     sigma = 1.5 * max(0.6, detail)
     dog = cv2.GaussianBlur(gray, (0, 0), sigma) - 0.985 * cv2.GaussianBlur(gray, (0, 0), 1.6 * sigma) + 0.005
-    ink = np.where(dog >= 0.0, 1.0, 1.0 + np.tanh(40.0 * dog)).astype(np.float32)
-    ink = cv2.GaussianBlur(ink, (0, 0), 0.6)
+    ink = cv2.GaussianBlur(np.where(dog >= 0.0, 1.0, 1.0 + np.tanh(40.0 * dog)).astype(np.float32), (0, 0), 0.6)
     return np.clip(flat * ink[..., None], 0, 255).astype(np.uint8)
 
 
@@ -250,7 +250,7 @@ class StyleFilter:
         if self.strength == 0.0:
             return frame.copy()
         if self.per_pixel:
-            return self._grade(frame, (0, 0), frame.shape[:2])
+            return self._grade(frame, (0, 0), (frame.shape[0], frame.shape[1]))
         return self._neighbourhood(frame)
 
     def restyle_mouth(self, frame_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -271,11 +271,11 @@ class StyleFilter:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return frame
         # Mask: the opening grown by a little, feathered, so no natural-coloured rim remains.
-        mask_u8 = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask_u8, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(opening, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, shift=2)
         grow = max(1, int(round(0.02 * mouth_w)))
-        mask_u8 = cv2.dilate(mask_u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-        mask = cv2.GaussianBlur(mask_u8.astype(np.float32) / 255.0, (0, 0), max(0.8, 0.02 * mouth_w))
+        grown = cv2.dilate(opening, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        mask = cv2.GaussianBlur(grown.astype(np.float32) / 255.0, (0, 0), max(0.8, 0.02 * mouth_w))
         crop = frame[y0:y1, x0:x1]
         styled = self._pixel_part(crop, (x0, y0), (H, W)).astype(np.float32)
         out = crop.astype(np.float32) + mask[..., None] * (styled - crop)
@@ -314,7 +314,9 @@ class StyleFilter:
             luma = np.array([0.299, 0.587, 0.114], np.float32)
             mix = (np.eye(3, dtype=np.float32) * s + (1 - s) * np.outer(np.ones(3, np.float32), luma))
             frame = cv2.transform(frame, mix)
-        return cv2.LUT(frame, self._lut_blended)
+        lut = self._lut_blended
+        assert lut is not None  # built in __post_init__ for every per-pixel look
+        return cv2.LUT(frame, lut)
 
     def _neighbourhood(self, frame: np.ndarray) -> np.ndarray:
         H, W = frame.shape[:2]

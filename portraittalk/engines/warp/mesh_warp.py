@@ -75,17 +75,17 @@ class PiecewiseAffineWarp:
         ids = np.zeros((by1 - by0, bx1 - bx0), np.int32)
         pts = np.round((d - [bx0, by0]) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
         for k in range(len(pts)):
-            cv2.fillConvexPoly(ids, pts[k], k + 1, lineType=cv2.LINE_8, shift=4)
+            cv2.fillConvexPoly(ids, pts[k], (k + 1,), lineType=cv2.LINE_8, shift=4)
         sel = ids > 0
-        k = ids[sel] - 1
-        c = coef[k]
+        tri_of = ids[sel] - 1
+        c = coef[tri_of]
         px, py = gx[sel], gy[sel]
         # Rasterising takes pixels a little outside each triangle; for a triangle squashed
         # nearly flat (lips pressed together, a lid shut) the affine map extrapolates them far
         # away, so every pixel is kept within its source triangle's bounds.
         s_lo, s_hi = s.min(1).astype(np.float32), s.max(1).astype(np.float32)
-        map_x[sel] = np.clip(c[:, 0] * px + c[:, 1] * py + c[:, 4], s_lo[k, 0], s_hi[k, 0])
-        map_y[sel] = np.clip(c[:, 2] * px + c[:, 3] * py + c[:, 5], s_lo[k, 1], s_hi[k, 1])
+        map_x[sel] = np.clip(c[:, 0] * px + c[:, 1] * py + c[:, 4], s_lo[tri_of, 0], s_hi[tri_of, 0])
+        map_y[sel] = np.clip(c[:, 2] * px + c[:, 3] * py + c[:, 5], s_lo[tri_of, 1], s_hi[tri_of, 1])
         return map_x, map_y, sel
 
 
@@ -124,7 +124,7 @@ class SmoothWarp:
         w, h = self.size
         d = (dst_points - self.src).astype(np.float32)
         D = np.asarray(self.weights @ d, np.float32).reshape(h, w, 2)
-        B = -D
+        B: np.ndarray = -D
         for _ in range(self.ITERATIONS):
             at = self.grid + B
             B = -cv2.remap(D, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -71,7 +71,7 @@ def measure_mouth(image: np.ndarray, landmarks: np.ndarray) -> MouthAppearance:
 
     poly = inner_lip_polygon(landmarks)
     mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], (255,), lineType=cv2.LINE_AA, shift=4)
     inside = mask > 127
     gap = fm.mouth_gap_ratio(landmarks)
     teeth_default = np.clip(232.0 * exposure * (0.72 + 0.28 * chroma) * [1.0, 0.97, 0.92], 0, 255)
@@ -138,10 +138,10 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
     bw, bh = x1 - x0, y1 - y0
     # Antialiased mask of the opening; skip when the lips touch.
     ss = 4  # supersampling of the mask edge
-    mask = np.zeros((bh * ss, bw * ss), np.uint8)
-    cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * ss * 16).astype(np.int32)], 255,
+    fine = np.zeros((bh * ss, bw * ss), np.uint8)
+    cv2.fillPoly(fine, [np.round((poly - [x0, y0]) * ss * 16).astype(np.int32)], (255,),
                  lineType=cv2.LINE_AA, shift=4)
-    mask = cv2.resize(mask, (bw, bh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    mask = cv2.resize(fine, (bw, bh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     # Fade the painting in as the opening grows beyond the portrait's own, so a frame at
     # rest is the portrait itself (a closed mouth's thin seam is not repainted).
     grown = (mask.sum() - look.src_open_area) / (0.015 * mouth_w ** 2 + 1e-6)
@@ -166,9 +166,9 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
     upper_edge = rig.upper_teeth_edge
     tongue_up = float(np.clip(tongue, 0, 1))
     ty = centre_low[1] + 0.06 * W - tongue_up * 0.10 * W
-    tongue = np.clip(1.0 - (((gx - centre_low[0]) / (0.30 * W)) ** 2 + ((gy - ty) / (0.10 * W)) ** 2), 0, 1) ** 0.5
+    tongue_a = np.clip(1.0 - (((gx - centre_low[0]) / (0.30 * W)) ** 2 + ((gy - ty) / (0.10 * W)) ** 2), 0, 1) ** 0.5
     shade = np.clip(0.6 + 0.4 * (gy - (ty - 0.1 * W)) / (0.2 * W), 0.45, 1.0)
-    layer = _over(layer, look.tongue_rgb[None, None] * shade[..., None], tongue[..., None] * 0.9)
+    layer = _over(layer, look.tongue_rgb[None, None] * shade[..., None], tongue_a[..., None] * 0.9)
 
     # Teeth: bands hanging from the skull (upper) and standing on the jaw (lower).
     ux = upper_edge[:, 0]
@@ -213,11 +213,11 @@ def paint_mouth(out: np.ndarray, src: np.ndarray, rig: RigOutput, look: MouthApp
     layer = cv2.GaussianBlur(layer.astype(np.float32), (0, 0), 0.5 + 0.004 * W)
 
     # A portrait that shows its own teeth: move the real ones rigidly and keep them on top.
-    if look.has_open_mouth and look.src_upper_mask is not None:
+    if look.has_open_mouth and look.src_upper_mask is not None and look.src_lower_mask is not None:
         for shift, m in ((rig.skull_shift, look.src_upper_mask), (rig.jaw_shift, look.src_lower_mask)):
             mx = gx - float(shift[0])
             my = gy - float(shift[1])
-            a = cv2.remap(m, mx, my, cv2.INTER_LINEAR, borderValue=0)
+            a = cv2.remap(m, mx, my, cv2.INTER_LINEAR, borderValue=(0.0,))
             if a.max() <= 0:
                 continue
             col = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
@@ -269,10 +269,11 @@ def seal_opening(out: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, src_open
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return
-    leak = cv2.remap(src_open, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR, borderValue=0)
+    leak = cv2.remap(src_open, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR, borderValue=(0.0,))
     opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
     if not closed:
-        cv2.fillPoly(opening, [np.round((target - [x0, y0]) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        cv2.fillPoly(opening, [np.round((target - [x0, y0]) * 16).astype(np.int32)], (1,), lineType=cv2.LINE_8,
+                     shift=4)
     bad = ((leak > (0.05 if closed else 0.2)) & (opening == 0)).astype(np.uint8)
     if bad.sum() == 0:
         return

@@ -11,14 +11,15 @@ is pinned, so background, shoulders and the rest of the picture stay bit-identic
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ...analysis import face as fm
-from ...contracts import FaceAnalysis
-from .rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceRig
+from ...contracts import Box, FaceAnalysis, FrameControls
+from .rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceRig, RigOutput
 from .mouth import measure_mouth, paint_mouth, seal_closed_lips, seal_opening
 from .mesh_warp import PiecewiseAffineWarp, SmoothWarp
 
@@ -53,7 +54,7 @@ def draw_lash_line(image: np.ndarray, lid: np.ndarray, rgb: np.ndarray, alpha: f
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
     cover = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.polylines(cover, [np.round((lid - [x0, y0]) * 16).astype(np.int32)], False, 255, thickness,
+    cv2.polylines(cover, [np.round((lid - [x0, y0]) * 16).astype(np.int32)], False, (255,), thickness,
                   lineType=cv2.LINE_AA, shift=4)
     a = (cover.astype(np.float32) / 255.0 * alpha)[..., None]
     patch = image[y0:y1, x0:x1].astype(np.float32)
@@ -64,7 +65,7 @@ def draw_lash_line(image: np.ndarray, lid: np.ndarray, rgb: np.ndarray, alpha: f
 class RenderedFrame:
     rgb: np.ndarray  # (H, W, 3) uint8, the full portrait frame
     landmarks: np.ndarray  # (478, 2) where the rig put the mesh, full-frame pixels
-    box: tuple[int, int, int, int]  # face box in full-frame pixels (for identity scoring)
+    box: Box  # face box in full-frame pixels (for identity scoring)
 
 
 class WarpRenderer:
@@ -94,7 +95,8 @@ class WarpRenderer:
         # What lies inside the portrait's eye openings (iris, white), to seal it away in a blink.
         eyes_open = np.zeros((rh, rw), np.uint8)
         for idx in _EYE_OPENINGS:
-            cv2.fillPoly(eyes_open, [np.round(local[idx, :2] * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+            cv2.fillPoly(eyes_open, [np.round(local[idx, :2] * 16).astype(np.int32)], (1,), lineType=cv2.LINE_8,
+                         shift=4)
         self._eyes_open = eyes_open.astype(np.float32)
         # Lash colour per eye (the darkest third of the upper lid margin): a shut eye shows it
         # as a line where the lids meet.
@@ -141,7 +143,8 @@ class WarpRenderer:
         """Boxes (region pixels) around the mouth, and the eyes while the lids move."""
         W = self.rig.mouth_w
         boxes = []
-        areas = [(fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W)]
+        areas: list[tuple[Sequence[int], float, float, float]] = [
+            (fm.OUTER_UPPER + fm.OUTER_LOWER, 0.3 * W, 0.3 * W, 0.35 * W)]
         if eyes:
             areas += [(_RIGHT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W), (_LEFT_EYE_AREA, 0.25 * W, 0.45 * W, 0.25 * W)]
         for idx, mx, up, down in areas:
@@ -151,11 +154,20 @@ class WarpRenderer:
             boxes.append((int(x0 - mx), int(y0 - up), int(np.ceil(x1 + mx)), int(np.ceil(y1 + down))))
         return boxes
 
-    def render(self, controls: dict[str, float]) -> RenderedFrame:
+    def posed_mesh(self, controls: FrameControls) -> tuple[np.ndarray, Box]:
+        """Where one frame's controls put the mesh, and its box, in full-frame pixels (no pixels rendered)."""
+        return self._full_frame_mesh(self.rig.pose(controls))
+
+    def _full_frame_mesh(self, rig_out: RigOutput) -> tuple[np.ndarray, Box]:
+        lm_full = rig_out.landmarks + self.origin.astype(np.float32)
+        lo = np.floor(lm_full.min(0)).astype(int)
+        hi = np.ceil(lm_full.max(0)).astype(int)
+        return lm_full, (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
+
+    def render(self, controls: FrameControls) -> RenderedFrame:
         rig_out = self.rig.pose(controls)
         ring_shift = self.rig.head_point_shift(
-            self.ring, controls.get("head_yaw", 0.0), controls.get("head_pitch", 0.0),
-            controls.get("head_roll", 0.0), self.ring_z) * 0.9
+            self.ring, controls.head_yaw, controls.head_pitch, controls.head_roll, self.ring_z) * 0.9
         dst = np.concatenate([rig_out.landmarks, self.ring + ring_shift, self.border])
         map_x, map_y = self.coarse.backward_map(dst * self.scale)
         gx, gy = self._region_grid
@@ -166,7 +178,8 @@ class WarpRenderer:
             dy = cv2.resize((map_y - self._wgrid[1]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
             map_x, map_y = gx + dx, gy + dy
         # Closing lids fold the map sharply; open eyes (gaze, brows) are smooth enough for the coarse grid.
-        eyes = controls.get("blink", 0.0) > 0.02
+        blink = controls.blink
+        eyes = blink > 0.02
         for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks, eyes):
             fx, fy, covered = self.fine.backward_map_covered(dst, box)
             x0, y0 = max(0, box[0]), max(0, box[1])
@@ -175,7 +188,6 @@ class WarpRenderer:
             map_y[sub][covered] = fy[covered]
         out_region = cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         seal_closed_lips(out_region, map_x, map_y, rig_out, self.look)
-        blink = controls.get("blink", 0.0)
         if blink > _SEAL_BLINK:
             for idx in _EYE_OPENINGS:
                 seal_opening(out_region, map_x, map_y, self._eyes_open, rig_out.landmarks[idx], margin=4,
@@ -184,11 +196,9 @@ class WarpRenderer:
             strength = min(1.0, (blink - _CLOSED_BLINK) / (1.0 - _CLOSED_BLINK))
             for upper, lash in zip((RIGHT_EYE_UPPER, LEFT_EYE_UPPER), self._lash_rgb):
                 draw_lash_line(out_region, rig_out.landmarks[upper], lash, 0.8 * strength)
-        paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.get("tongue", 0.0))
+        paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.tongue)
         frame = self.portrait.copy()
         rx0, ry0, rx1, ry1 = self.region_box
         frame[ry0:ry1, rx0:rx1] = out_region
-        lm_full = rig_out.landmarks + self.origin.astype(np.float32)
-        lo = np.floor(lm_full.min(0)).astype(int)
-        hi = np.ceil(lm_full.max(0)).astype(int)
-        return RenderedFrame(frame, lm_full, (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])))
+        lm_full, box = self._full_frame_mesh(rig_out)
+        return RenderedFrame(frame, lm_full, box)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...analysis import face as fm
+from ...contracts import FrameControls
 
 # Eye contours from inner to outer corner (upper lid, lower lid), per eye.
-EYE_WIDE_LIFT = 0.3  # upper-lid lift at eye_wide = 1, as a share of the eye's opening
+EYE_WIDE_LIFT = 1 / 3  # upper-lid lift at eye_wide = 1, as a share of the eye's opening
 RIGHT_EYE_UPPER = [133, 173, 157, 158, 159, 160, 161, 246, 33]
 RIGHT_EYE_LOWER = [133, 155, 154, 153, 145, 144, 163, 7, 33]
 LEFT_EYE_UPPER = [362, 398, 384, 385, 386, 387, 388, 466, 263]
@@ -45,6 +46,21 @@ class RigOutput:
     lower_teeth_edge: np.ndarray  # (11, 2) top edge of the lower teeth
     jaw_shift: np.ndarray  # (2,) how far the jaw moved the lower teeth (incl. head pose)
     skull_shift: np.ndarray  # (2,) how far head pose moved the upper teeth
+
+
+@dataclass
+class EyeWeights:
+    """How one eye's mesh points follow its lids and iris, measured once per portrait."""
+
+    down: np.ndarray  # (2,) unit vector from the upper to the lower lid
+    gap: np.ndarray  # (478,) lid opening (pixels) at each point's place along the eye
+    above: np.ndarray  # (478,) share of the upper lid's travel each point follows
+    between: np.ndarray  # (478,) bool: inside the eye opening
+    t: np.ndarray  # (478,) pixels below the inner corner
+    up_t: np.ndarray  # (478,) the upper lid's t at each point's place along the eye
+    iris: list[int]
+    lower: list[int]  # lower-lid contour, inner to outer corner
+    eye_w: float  # corner-to-corner width, pixels
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
@@ -142,7 +158,7 @@ class FaceRig:
         self.teeth_upper_src = p[iu] + self.ey * 0.045 * W
         self.teeth_lower_src = p[il] + self.ey * 0.01 * W
 
-    def _eye_weights(self, upper: list[int], lower: list[int], iris: list[int]) -> dict:
+    def _eye_weights(self, upper: list[int], lower: list[int], iris: list[int]) -> EyeWeights:
         p = self.src[:, :2]
         inner, outer = p[upper[0]], p[upper[-1]]
         axis = outer - inner
@@ -163,25 +179,25 @@ class FaceRig:
         band = 0.45 * eye_w
         above = np.where((t <= up_t + 0.5) & along, 1.0 - _smoothstep(0.0, band, up_t - t), 0.0)
         between = along & (t > up_t + 0.5) & (t < lo_t - 0.5)
-        return {"down": down, "gap": gap, "above": above, "between": between, "t": t, "up_t": up_t,
-                "lo_t": lo_t, "iris": iris, "eye_w": eye_w, "axis": axis, "lower": lower}
+        return EyeWeights(down=down, gap=gap, above=above, between=between, t=t, up_t=up_t, iris=iris,
+                          lower=lower, eye_w=eye_w)
 
     # ------------------------------------------------------------------------------------
-    def pose(self, c: dict[str, float]) -> RigOutput:
+    def pose(self, c: FrameControls) -> RigOutput:
         """Target landmark positions for one frame of controls (see MotionTrack units)."""
         W = self.mouth_w
         p = self.src[:, :2].copy()
         ex, ey = self.ex, self.ey
-        jaw = float(np.clip(c.get("jaw_open", 0.0), 0, 1.2))
-        close = float(np.clip(c.get("lip_close", 0.0), 0, 1))
-        wide = float(np.clip(c.get("mouth_wide", 0.0), -1, 1))
-        rnd = float(np.clip(c.get("lip_round", 0.0), 0, 1))
-        tuck = float(np.clip(c.get("lower_lip_tuck", 0.0), 0, 1))
-        raise_ = float(np.clip(c.get("upper_lip_raise", 0.0), 0, 1))
-        smile = float(np.clip(c.get("smile", 0.0), -1, 1))
-        brow = float(np.clip(c.get("brow_raise", 0.0), -1, 1))
-        blink = float(np.clip(c.get("blink", 0.0), 0, 1))
-        wide = float(np.clip(c.get("eye_wide", 0.0), 0, 1))
+        jaw = float(np.clip(c.jaw_open, 0, 1.2))
+        close = float(np.clip(c.lip_close, 0, 1))
+        spread = float(np.clip(c.mouth_wide, -1, 1))
+        rnd = float(np.clip(c.lip_round, 0, 1))
+        tuck = float(np.clip(c.lower_lip_tuck, 0, 1))
+        raise_ = float(np.clip(c.upper_lip_raise, 0, 1))
+        smile = float(np.clip(c.smile, -1, 1))
+        brow = float(np.clip(c.brow_raise, -1, 1))
+        blink = float(np.clip(c.blink, 0, 1))
+        eyes_wide = float(np.clip(c.eye_wide, 0, 1))
 
         # Jaw drop (also the lower teeth).
         drop = jaw * 0.42 * W
@@ -196,7 +212,7 @@ class FaceRig:
         p += np.outer(self.w_lower_lip * centre_w * 0.03 * rnd * W, ey)
 
         # Width: spread (EE) widens, rounding (OO) and negative spread narrow.
-        sx = 1 + 0.10 * max(wide, 0) - 0.08 * max(-wide, 0) - 0.20 * rnd
+        sx = 1 + 0.10 * max(spread, 0) - 0.08 * max(-spread, 0) - 0.20 * rnd
         p += np.outer(self.w_mouth_area * (sx - 1) * self.u * (W / 2), ex)
 
         # Smile / frown at the corners, cheeks follow a little.
@@ -223,22 +239,22 @@ class FaceRig:
 
         # Eyelids and gaze.
         for eye in self.eyes:
-            d = eye["down"]
+            d = eye.down
             # Lid travel as a share of the opening: down to closed for a blink; up by at most a
             # third of the opening for wide eyes (the sclera stretches; a blink still closes).
-            lid = 0.92 * blink - EYE_WIDE_LIFT * wide * (1.0 - blink)
-            move = lid * eye["gap"]
-            p += np.outer(eye["above"] * move, d)
-            btw = eye["between"]
+            lid = 0.92 * blink - EYE_WIDE_LIFT * eyes_wide * (1.0 - blink)
+            move = lid * eye.gap
+            p += np.outer(eye.above * move, d)
+            btw = eye.between
             if lid > 0 and btw.any():
                 # Points inside the opening are squeezed onto the closing lids.
-                frac = (eye["t"][btw] - eye["up_t"][btw]) / np.maximum(eye["gap"][btw], 1e-6)
+                frac = (eye.t[btw] - eye.up_t[btw]) / np.maximum(eye.gap[btw], 1e-6)
                 p[btw] += np.outer(move[btw] * (1 - frac), d)
-            low = eye["lower"][1:-1]
-            p[low] -= np.outer(lid * eye["gap"][low] * 0.06, d)
-            gx = float(np.clip(c.get("gaze_x", 0.0), -1, 1)) * 0.18 * eye["eye_w"]
-            gy = float(np.clip(c.get("gaze_y", 0.0), -1, 1)) * 0.08 * eye["eye_w"]
-            p[eye["iris"]] += gx * ex + gy * ey
+            low = eye.lower[1:-1]
+            p[low] -= np.outer(lid * eye.gap[low] * 0.06, d)
+            gx = float(np.clip(c.gaze_x, -1, 1)) * 0.18 * eye.eye_w
+            gy = float(np.clip(c.gaze_y, -1, 1)) * 0.08 * eye.eye_w
+            p[eye.iris] += gx * ex + gy * ey
 
         # Teeth: the upper ones stay with the skull, the lower ones ride on the jaw.
         jaw_w_teeth = float(np.median(self.w_jaw[il]))
@@ -246,8 +262,7 @@ class FaceRig:
         lower_teeth = self.teeth_lower_src + ey * drop * jaw_w_teeth
 
         # Head pose: rigid rotation of everything (teeth included) about the neck pivot.
-        yaw, pitch, roll = (math.radians(float(c.get(k, 0.0))) for k in ("head_yaw", "head_pitch", "head_roll"))
-        R = head_rotation(yaw, pitch, roll, ex, ey)
+        R = head_rotation(math.radians(c.head_yaw), math.radians(c.head_pitch), math.radians(c.head_roll), ex, ey)
         z = self.src[:, 2]
         pts3 = np.c_[p, z]
         moved = (pts3 - self.pivot) @ R.T + self.pivot

@@ -1,0 +1,64 @@
+"""Identity scoring in a thread beside rendering: frames go in as they are made, scores come out at the end."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Protocol
+
+import numpy as np
+
+from ..contracts import Box, IdentityScores
+
+
+class FrameStream(Protocol):
+    """A scorer fed one frame at a time (the identity scorer's ``stream(reference)``)."""
+
+    def add(self, frame: np.ndarray, box: Box | None) -> None: ...
+
+    def finish(self) -> IdentityScores: ...
+
+
+class ScoringThread:
+    """Feeds ``stream`` from a thread of its own (the descriptor network releases the GIL).
+
+    ``put`` blocks once ``backlog`` frames wait, so memory stays bounded when scoring is the
+    slower side. An error in the thread is kept and raised by ``finish``, never lost silently.
+    """
+
+    def __init__(self, stream: FrameStream, backlog: int = 16) -> None:
+        self._stream = stream
+        self._jobs: queue.Queue[tuple[np.ndarray, Box] | None] = queue.Queue(maxsize=backlog)
+        self._failure: BaseException | None = None
+        self.busy_s = 0.0  # time spent scoring, in the thread
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put(self, rgb: np.ndarray, box: Box) -> None:
+        self._jobs.put((rgb, box))
+
+    def close(self) -> None:
+        """No more frames: the thread ends once it has scored what it holds."""
+        self._jobs.put(None)
+
+    def finish(self) -> IdentityScores:
+        """Wait for the thread (after ``close``) and return the scores of every frame put."""
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._stream.finish()
+
+    def _run(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            if self._failure is not None:
+                continue  # drain, so the renderer never blocks on a full queue
+            t0 = time.perf_counter()
+            try:
+                self._stream.add(*item)
+            except BaseException as err:  # raised by finish(), after rendering
+                self._failure = err
+            self.busy_s += time.perf_counter() - t0
