@@ -1,0 +1,149 @@
+"""Ray: the local instance or the cluster a batch runs on, and the pool of render workers.
+
+Each worker is a Ray actor that loads the models once and renders one job at a time. Ray
+restarts an actor whose process dies and runs its job once more; a job whose worker dies on
+both tries is given up, and the batch carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EngineUnavailableError
+from .worker import JobOutcome, RenderWorker, WorkItem
+
+# One render keeps about two cores busy: the warp renderer and the identity scorer run side
+# by side, and ffmpeg encodes in a process of its own. So a worker reserves two CPUs.
+CPUS_PER_WORKER = 2
+TRIES_PER_JOB = 2
+POLL_S = 1.0  # how often the progress display hears from a busy pool
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None):
+    """Connected to Ray inside the block: the cluster at ``address``, or a new local instance
+    with ``num_cpus`` (default: this machine's). A connection the process already has is used
+    as it is and left open."""
+    import ray
+    if ray.is_initialized():
+        yield
+        return
+    # The driver's own package goes to every worker, so cluster nodes run the same code.
+    options = dict(logging_level=logging.ERROR, log_to_driver=False,
+                   runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])],
+                                "excludes": ["__pycache__"]})
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **options)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
+        raise EngineUnavailableError(f"Could not start or reach {where} ({str(err).splitlines()[0]}); "
+                                     "check the address, or start a cluster with 'ray start --head'.") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class Finished:
+    item: WorkItem
+    outcome: JobOutcome
+    round_trip_s: float  # on the driver: from handing the job to a worker to holding its outputs
+
+
+class WorkerPool:
+    """``size`` render workers (default: the cluster's CPUs / CPUS_PER_WORKER)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        import ray
+        cpus = float(ray.cluster_resources().get("CPU", 0))
+        self.size = workers or max(1, int(cpus // CPUS_PER_WORKER))
+        # More workers than fit share the cores (Ray takes four decimals of a CPU).
+        self.cpus_each = math.floor(min(CPUS_PER_WORKER, cpus / self.size) * 1e4) / 1e4 if cpus else CPUS_PER_WORKER
+        actor_class = ray.remote(RenderWorker).options(
+            num_cpus=self.cpus_each, max_restarts=-1, max_task_retries=TRIES_PER_JOB - 1)
+        self._t0 = time.perf_counter()
+        self.ready_s: float | None = None  # until the first worker had its models loaded
+        self._actors = [actor_class.remote() for _ in range(self.size)]
+        self._starting = {actor.ready.remote(): actor for actor in self._actors}
+        self._idle: list = []
+        self._running: dict = {}  # future -> (actor, item, time handed over)
+        self._last_death: Exception | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def results(self, items: Iterator[WorkItem], tick: Callable[[], None] = lambda: None) -> Iterator[Finished]:
+        """Render every item on the next idle worker; yield each as it finishes (any order)."""
+        import ray
+        exhausted = False
+        while True:
+            while self._idle and not exhausted:
+                item = next(items, None)
+                if item is None:
+                    exhausted = True
+                    break
+                actor = self._idle.pop()
+                self._running[actor.render.remote(item)] = (actor, item, time.perf_counter())
+            if not self._running and (exhausted or not self._starting):
+                if not exhausted:
+                    raise EngineUnavailableError(
+                        f"Every batch worker failed to start ({_last_line(self._last_death)}); "
+                        "check that PortraitTalk's requirements are installed on every node.")
+                return
+            done, _ = ray.wait([*self._starting, *self._running], num_returns=1, timeout=POLL_S)
+            for future in done:
+                if future in self._starting:
+                    self._started(future)
+                else:
+                    yield self._finish(future)
+            tick()
+
+    def close(self) -> None:
+        """Stop every worker at once (a job still running is abandoned)."""
+        import ray
+        for actor in self._actors:
+            ray.kill(actor)
+
+    def _started(self, future) -> None:
+        import ray
+        actor = self._starting.pop(future)
+        try:
+            ray.get(future)
+        except ray.exceptions.RayError as err:  # its models did not load: the worker is gone
+            self._last_death = err
+            return
+        if self.ready_s is None:
+            self.ready_s = round(time.perf_counter() - self._t0, 3)
+        self._idle.append(actor)
+
+    def _finish(self, future) -> Finished:
+        import ray
+        actor, item, t0 = self._running.pop(future)
+        try:
+            outcome = ray.get(future)
+            self._idle.append(actor)
+        except ray.exceptions.RayError as err:
+            outcome = JobOutcome(
+                item.job_id, "The worker rendering this job stopped before finishing it, on both tries "
+                "(its process was killed, ran out of memory or lost its node); the job was given up.",
+                f"{type(err).__name__}: {err}\n")
+            # Ray restarts the worker; it takes new jobs once its models are loaded again.
+            self._starting[actor.ready.remote()] = actor
+        return Finished(item, outcome, round(time.perf_counter() - t0, 3))
+
+
+def _last_line(err: Exception | None) -> str:
+    lines = [line.strip() for line in str(err or "no reason given").splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason given"
