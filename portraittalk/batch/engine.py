@@ -8,6 +8,7 @@ both tries is given up, and the batch carries on.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -70,23 +71,35 @@ class WorkerPool:
         self.size = workers or max(1, int(cpus // CPUS_PER_WORKER))
         # More workers than fit share the cores (Ray takes four decimals of a CPU).
         self.cpus_each = math.floor(min(CPUS_PER_WORKER, cpus / self.size) * 1e4) / 1e4 if cpus else CPUS_PER_WORKER
+        self.ready_s: float | None = None  # from starting the workers until the first had its models loaded
+        self._actors: list = []
+        self._starting: dict = {}  # ready future -> actor
+        self._idle: list = []
+        self._running: dict = {}  # render future -> (actor, item, time handed over)
+        self._last_death: Exception | None = None
+
+    def _start(self) -> None:
+        import ray
         actor_class = ray.remote(RenderWorker).options(
             num_cpus=self.cpus_each, max_restarts=-1, max_task_retries=TRIES_PER_JOB - 1)
         self._t0 = time.perf_counter()
-        self.ready_s: float | None = None  # until the first worker had its models loaded
         self._actors = [actor_class.remote() for _ in range(self.size)]
         self._starting = {actor.ready.remote(): actor for actor in self._actors}
-        self._idle: list = []
-        self._running: dict = {}  # future -> (actor, item, time handed over)
-        self._last_death: Exception | None = None
 
     @property
     def running(self) -> int:
         return len(self._running)
 
     def results(self, items: Iterator[WorkItem], tick: Callable[[], None] = lambda: None) -> Iterator[Finished]:
-        """Render every item on the next idle worker; yield each as it finishes (any order)."""
+        """Render every item on the next idle worker; yield each as it finishes (any order).
+
+        The workers start with the first item, so a batch with nothing to render loads no models."""
         import ray
+        first = next(items, None)
+        if first is None:
+            return
+        self._start()
+        items = itertools.chain([first], items)
         exhausted = False
         while True:
             while self._idle and not exhausted:
