@@ -12,6 +12,7 @@ import itertools
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .worker import JobOutcome, RenderWorker, WorkItem
 CPUS_PER_WORKER = 2
 TRIES_PER_JOB = 2
 POLL_S = 1.0  # how often the progress display hears from a busy pool
+CONNECT_TIMEOUT_S = 10
 
 
 @contextlib.contextmanager
@@ -42,17 +44,30 @@ def ray_session(address: str | None, num_cpus: int | None = None):
                                 "excludes": ["__pycache__"]})
     try:
         if address:
+            _check_reachable(address)
             ray.init(address=address, **options)
         else:
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
-        raise EngineUnavailableError(f"Could not start or reach {where} ({str(err).splitlines()[0]}); "
+        reason = str(err).strip().splitlines()[0].split(". ")[0].rstrip(".")
+        raise EngineUnavailableError(f"Could not start or reach {where} ({reason}); "
                                      "check the address, or start a cluster with 'ray start --head'.") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto', or a form Ray checks itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {host}:{port}: {err.strerror or err}") from None
 
 
 @dataclass

@@ -19,6 +19,7 @@ class BatchStats:
     connect_s: float  # starting or joining Ray
     ready_s: float | None  # until the first worker had its models loaded
     overheads_s: list[float] = field(default_factory=list)  # per job: round trip minus the worker's own time
+    cpu_s: list[float] = field(default_factory=list)  # per job done in this run
     kept: set[str] = field(default_factory=set)  # ids of jobs done by an earlier run (--resume)
 
 
@@ -43,6 +44,9 @@ def write_summary(out: Path, rows: list[ResultRow], stats: BatchStats) -> Path:
         lines.append(f"Overhead per job (sending inputs, returning outputs, scheduling): median "
                      f"{statistics.median(stats.overheads_s):.3f} s, against a median render of "
                      f"{statistics.median(r.seconds for r in fresh):.2f} s.")
+    if stats.cpu_s and fresh:
+        lines.append(f"A render kept {sum(stats.cpu_s) / sum(r.seconds for r in fresh):.2f} cores busy on average "
+                     "(CPU time of the worker and its encoder / render time).")
     scored = sorted((r for r in rows if r.identity_min is not None), key=lambda r: r.identity_min)
     if scored:
         lines += ["", "## Identity, worst first", "",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .engine import WorkerPool, ray_session
+from .engine import Finished, WorkerPool, ray_session
 from .hashing import job_key
 from .jobs import Job, read_input, read_jobs, source_name
 from .outputs import ResultRow, clear_partial, finished_row, prepare, write_job, write_results
@@ -45,26 +45,23 @@ def run(options: BatchOptions) -> BatchResult:
     jobs = read_jobs(options.jobs_file)
     if options.workers is not None and options.workers < 1:
         raise InputError(f"The number of workers must be 1 or more (got {options.workers}).")
-    batch = _Batch(jobs, prepare(options.out_dir), options)
+    out = prepare(options.out_dir)
     t0 = time.perf_counter()
     with ray_session(options.address, options.num_cpus):
         connect_s = time.perf_counter() - t0
-        pool = WorkerPool(options.workers)
+        batch, pool = _Batch(jobs, out, options), WorkerPool(options.workers)
         try:
             for finished in pool.results(batch.work(), tick=lambda: batch.progress.show(pool.running)):
-                note = f"driver: round trip {finished.round_trip_s:.3f} s"
-                if finished.outcome.seconds is not None:
-                    overhead = max(0.0, finished.round_trip_s - finished.outcome.seconds)
-                    batch.overheads_s.append(overhead)
-                    note += f", of which {overhead:.3f} s outside the worker's own work"
-                batch.finish(finished.outcome, note + "\n")
+                batch.received(finished)
                 if batch.stopped:
                     break
         finally:
             pool.close()
             batch.progress.close()
-    stats = BatchStats(round(time.perf_counter() - t0, 3), pool.size, pool.cpus_each, round(connect_s, 3),
-                       pool.ready_s, batch.overheads_s, batch.kept)
+        wall_s = time.perf_counter() - t0
+    stats = BatchStats(wall_s=round(wall_s, 3), workers=pool.size, cpus_each=pool.cpus_each,
+                       connect_s=round(connect_s, 3), ready_s=pool.ready_s, overheads_s=batch.overheads_s,
+                       cpu_s=batch.cpu_s, kept=batch.kept)
     clear_partial(batch.out)
     rows = [batch.rows.get(job.id) or ResultRow(job.id, "not run") for job in jobs]
     write_results(batch.out, rows)
@@ -83,6 +80,7 @@ class _Batch:
         self.keys: dict[str, str] = {}
         self.kept: set[str] = set()
         self.overheads_s: list[float] = []
+        self.cpu_s: list[float] = []
         self.stopped = False  # --fail-fast saw a failure
         self.progress = _Progress(len(jobs))
 
@@ -110,8 +108,20 @@ class _Batch:
             self.keys[job.id] = key
             yield WorkItem(job.id, NamedBytes(source_name(job.portrait), portrait),
                            NamedBytes(source_name(job.audio), audio),
-                           [NamedBytes(source_name(r), data) for r, data in zip(job.references, references)],
+                           [NamedBytes(source_name(r), data) for r, data in zip(job.references, references, strict=True)],
                            job.settings)
+
+    def received(self, finished: Finished) -> None:
+        """A job back from a worker: its timings noted, its folder written."""
+        outcome = finished.outcome
+        note = f"driver: round trip {finished.round_trip_s:.3f} s"
+        if outcome.seconds is not None:
+            overhead = max(0.0, finished.round_trip_s - outcome.seconds)
+            self.overheads_s.append(overhead)
+            note += f", of which {overhead:.3f} s outside the worker's own work"
+        if outcome.cpu_s is not None:
+            self.cpu_s.append(outcome.cpu_s)
+        self.finish(outcome, note + "\n")
 
     def finish(self, outcome: JobOutcome, driver_note: str) -> None:
         job = self.by_id[outcome.job_id]

@@ -7,6 +7,7 @@ filesystem with the driver; the files only exist in a temporary folder during th
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import tempfile
 import time
@@ -46,10 +47,16 @@ class JobOutcome:
     scores_json: str | None = None
     motion_json: str | None = None
     video_s: float | None = None
+    cpu_s: float | None = None  # CPU time of the worker process and its encoder during the job
     realtime_factor: float | None = None
     identity_mean: float | None = None
     identity_min: float | None = None
     frames_over_threshold: int | None = None
+
+
+def _cpu_time() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @dataclass
@@ -83,7 +90,7 @@ class RenderWorker:
         return self.name
 
     def render(self, item: WorkItem) -> JobOutcome:
-        log = _Log()
+        log, cpu0 = _Log(), _cpu_time()
         log.add(f"job {item.job_id} on worker {self.name}")
         log.add(f"inputs: portrait {_describe(item.portrait)}, audio {_describe(item.audio)}"
                 + "".join(f", reference {_describe(r)}" for r in item.references))
@@ -116,8 +123,9 @@ class RenderWorker:
                 video_s=result.report["video"]["duration_s"], realtime_factor=result.report["realtime_factor"],
                 identity_mean=summary.get("mean_cosine"), identity_min=summary.get("min_cosine"),
                 frames_over_threshold=summary.get("frames_over_threshold"))
-        outcome.seconds = _since(log.t0)
+        outcome.seconds, outcome.cpu_s = _since(log.t0), round(_cpu_time() - cpu0, 3)
         log.add(f"done: {outcome.video_s} s of video, realtime factor {outcome.realtime_factor}, "
+                f"CPU time {outcome.cpu_s} s, "
                 f"identity mean {outcome.identity_mean} min {outcome.identity_min}")
         outcome.log = log.text()
         return outcome
