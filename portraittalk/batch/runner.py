@@ -142,21 +142,26 @@ class _Progress:
         self.bar = tqdm(total=total, unit="job", desc="batch", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
         self.counts = {"done": 0, "failed": 0, "kept": 0}
         self.running = 0
+        self.live = sys.stderr.isatty()  # a log file gets a line per change, not one per second
 
     def keep(self) -> None:
         # A job finished by an earlier run leaves the total, so the ETA counts only real work.
         self.counts["kept"] += 1
         self.bar.total -= 1
-        self.show(self.running)
+        self._postfix(True)
 
     def record(self, row: ResultRow) -> None:
         self.counts[row.status] += 1
         self.bar.update(1)
-        self.show(self.running)
+        self._postfix(True)
 
     def show(self, running: int) -> None:
-        self.running = running
-        self.bar.set_postfix({**self.counts, "running": running}, refresh=True)
+        """Called about once a second: the running count and, on a terminal, the clock and ETA."""
+        changed, self.running = running != self.running, running
+        self._postfix(changed or self.live)
+
+    def _postfix(self, refresh: bool) -> None:
+        self.bar.set_postfix({**self.counts, "running": self.running}, refresh=refresh)
 
     def close(self) -> None:
         self.bar.close()
