@@ -187,7 +187,8 @@ def test_results_files_summary_and_plot(batch):
 def test_batch_video_is_the_cli_render(batch, tmp_path):
     out = tmp_path / "cli.mp4"
     subprocess.run([sys.executable, "-m", "portraittalk", "render", "--image", str(EXAMPLES / "grace_hopper.jpg"),
-                    "--audio", str(EXAMPLES / "librivox_0880.wav"), "--transcript", f"@{EXAMPLES / 'librivox_0880.txt'}",
+                    "--audio", str(EXAMPLES / "librivox_0880.wav"),
+                    "--transcript", f"@{EXAMPLES / 'librivox_0880.txt'}",
                     "--fps", str(FPS), "--max-size", str(SIZE), "--seed", "7", "--out", str(out),
                     "--scores", str(tmp_path / "cli.json")], cwd=REPO, check=True, capture_output=True)
     ours, theirs = list(read_frames(batch.out_dir / "hopper" / "video.mp4")), list(read_frames(out))

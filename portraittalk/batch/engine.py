@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
+
 from ..errors import EngineUnavailableError
 from .worker import JobOutcome, RenderWorker, WorkItem
 
-# One render keeps about two cores busy: the warp renderer and the identity scorer run side
-# by side, and ffmpeg encodes in a process of its own. So a worker reserves two CPUs.
+# A render runs the warp renderer, the identity scorer (a thread) and ffmpeg's encoder (a
+# process) at once, about 1.5 cores busy, so a worker reserves two CPUs: on two cores, one
+# such worker beat two workers of one CPU (docs/BATCH.md), with one copy of the models.
 CPUS_PER_WORKER = 2
 TRIES_PER_JOB = 2
 POLL_S = 1.0  # how often the progress display hears from a busy pool
@@ -34,7 +37,6 @@ def ray_session(address: str | None, num_cpus: int | None = None):
     """Connected to Ray inside the block: the cluster at ``address``, or a new local instance
     with ``num_cpus`` (default: this machine's). A connection the process already has is used
     as it is and left open."""
-    import ray
     if ray.is_initialized():
         yield
         return
@@ -81,12 +83,12 @@ class WorkerPool:
     """``size`` render workers (default: the cluster's CPUs / CPUS_PER_WORKER)."""
 
     def __init__(self, workers: int | None = None) -> None:
-        import ray
         cpus = float(ray.cluster_resources().get("CPU", 0))
         self.size = workers or max(1, int(cpus // CPUS_PER_WORKER))
         # More workers than fit share the cores (Ray takes four decimals of a CPU).
         self.cpus_each = math.floor(min(CPUS_PER_WORKER, cpus / self.size) * 1e4) / 1e4 if cpus else CPUS_PER_WORKER
         self.ready_s: float | None = None  # from starting the workers until the first had its models loaded
+        self._t0 = 0.0
         self._actors: list = []
         self._starting: dict = {}  # ready future -> actor
         self._idle: list = []
@@ -94,7 +96,6 @@ class WorkerPool:
         self._last_death: Exception | None = None
 
     def _start(self) -> None:
-        import ray
         actor_class = ray.remote(RenderWorker).options(
             num_cpus=self.cpus_each, max_restarts=-1, max_task_retries=TRIES_PER_JOB - 1)
         self._t0 = time.perf_counter()
@@ -109,7 +110,6 @@ class WorkerPool:
         """Render every item on the next idle worker; yield each as it finishes (any order).
 
         The workers start with the first item, so a batch with nothing to render loads no models."""
-        import ray
         first = next(items, None)
         if first is None:
             return
@@ -140,12 +140,10 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker at once (a job still running is abandoned)."""
-        import ray
         for actor in self._actors:
             ray.kill(actor)
 
     def _started(self, future) -> None:
-        import ray
         actor = self._starting.pop(future)
         try:
             ray.get(future)
@@ -157,7 +155,6 @@ class WorkerPool:
         self._idle.append(actor)
 
     def _finish(self, future) -> Finished:
-        import ray
         actor, item, t0 = self._running.pop(future)
         try:
             outcome = ray.get(future)

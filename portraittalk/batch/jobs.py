@@ -60,7 +60,7 @@ def read_jobs(path: str | Path) -> list[Job]:
     if unknown:
         raise InputError(
             f"The JOBS file '{path.name}' has unknown column(s) {', '.join(repr(u) for u in unknown)}; "
-            f"use portrait, audio, id, references or a render setting ({', '.join(f.name for f in fields(RenderSettings))}).")
+            f"use portrait, audio, id, references or a render setting ({', '.join(SETTING_TYPES)}).")
     jobs = [_job(number, line, row, path) for number, (line, row) in enumerate(rows, 1)]
     _check_ids(jobs, path.name)
     _check_files(jobs, path.name)

@@ -53,7 +53,8 @@ def prepare(out_dir: str | Path) -> Path:
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"The output '{out}' is a file; give a folder for the batch's results.") from None
     except OSError as err:
-        raise InputError(f"The output folder '{out}' cannot be created ({err.strerror}); choose another place.") from None
+        raise InputError(f"The output folder '{out}' cannot be created ({err.strerror}); "
+                         "choose another place.") from None
     clear_partial(out)
     return out
 

@@ -7,6 +7,7 @@ that had finished.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -92,7 +93,7 @@ class _Batch:
                     portrait, audio = read_input(job.portrait, "portrait"), read_input(job.audio, "audio")
                     references = [read_input(r, "reference portrait") for r in job.references]
                 except InputError as err:
-                    job = Job(job.id, job.line, job.portrait, job.audio, job.references, None, str(err))
+                    job = dataclasses.replace(job, settings=None, error=str(err))
             if job.error is not None:
                 self.finish(JobOutcome(job.id, job.error, ""), "")
                 if self.stopped:
@@ -106,10 +107,9 @@ class _Batch:
                 self.progress.keep()
                 continue
             self.keys[job.id] = key
+            extra = [NamedBytes(source_name(r), data) for r, data in zip(job.references, references, strict=True)]
             yield WorkItem(job.id, NamedBytes(source_name(job.portrait), portrait),
-                           NamedBytes(source_name(job.audio), audio),
-                           [NamedBytes(source_name(r), data) for r, data in zip(job.references, references, strict=True)],
-                           job.settings)
+                           NamedBytes(source_name(job.audio), audio), extra, job.settings)
 
     def received(self, finished: Finished) -> None:
         """A job back from a worker: its timings noted, its folder written."""
@@ -131,7 +131,7 @@ class _Batch:
         write_job(self.out, row, self.keys.get(job.id, ""), header + outcome.log + failure + driver_note, outcome)
         self.rows[job.id] = row
         self.progress.record(row)
-        self.stopped = self.options.fail_fast and row.status == "failed"
+        self.stopped = self.stopped or (self.options.fail_fast and row.status == "failed")
 
 
 class _Progress:
