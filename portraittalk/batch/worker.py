@@ -78,7 +78,7 @@ class _Log:
 
 
 class RenderWorker:
-    """Wrapped by ``ray.remote`` in the engine; plain Python here so it can also run in-process."""
+    """One per worker process (the engine wraps it with ``ray.remote``)."""
 
     def __init__(self) -> None:
         from ..pipeline import PortraitTalkPipeline
