@@ -76,12 +76,15 @@ def identity_cosines(folder: Path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """A local Ray instance with 2 CPUs, its files in a temporary folder; yields its address.
-    Its token comes from the environment, so Ray writes none to ~/.ray."""
+    """A local Ray instance with 2 CPUs; yields its address. Its files, and the temporary
+    folders of workers killed mid-job, go to one temporary folder (this process has already
+    fixed its own, so only Ray and subprocesses see TMPDIR). Its token comes from the
+    environment, so Ray writes none to ~/.ray."""
     import ray
     temp = tempfile.mkdtemp(prefix="ptray-")  # short: Ray's socket paths have a length limit
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_TOKEN")}
-    os.environ.update(RAY_TMPDIR=temp, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "TMPDIR", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_TMPDIR=temp, TMPDIR=temp, RAY_USAGE_STATS_ENABLED="0",
+                      RAY_AUTH_TOKEN=secrets.token_hex(16))
     try:
         with ray_session(None, num_cpus=2):
             yield ray.get_runtime_context().gcs_address
