@@ -42,11 +42,6 @@ from .test_bad_inputs import one_sentence
 
 FPS, SIZE = 12, 256
 RENDER_FILES = {"video.mp4", "scores.json", "motion.json", "log.txt", "job.json"}
-# The batch command as main.py registers it: its own parser and run_batch.
-DRIVER = ("import argparse, sys\n"
-          "from portraittalk.cli.batch import add_batch_parser, run_batch\n"
-          "p = argparse.ArgumentParser(); add_batch_parser(p.add_subparsers(dest='command'))\n"
-          "sys.exit(run_batch(p.parse_args(sys.argv[1:])))\n")
 
 
 def batch_args(*argv: str) -> argparse.Namespace:
@@ -204,7 +199,7 @@ def test_batch_video_is_the_cli_render(batch, tmp_path):
 # -- interruptions ----------------------------------------------------------------------------
 def test_resume_after_killing_the_driver(batch, ray_address, jobs_file, tmp_path):
     out = tmp_path / "out"
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, "batch", str(jobs_file), "--out", str(out),
+    driver = subprocess.Popen([sys.executable, "-m", "portraittalk", "batch", str(jobs_file), "--out", str(out),
                                "--address", ray_address], cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:

@@ -12,7 +12,7 @@ import json
 EXIT_JOBS_FAILED = 3
 
 
-def add_batch_parser(subparsers) -> None:
+def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     b = subparsers.add_parser(
         "batch", help="render many videos from a CSV or JSONL file of jobs, locally or on a Ray cluster",
         description="One job per row: portrait, audio (paths relative to the JOBS file, or URLs), and "
@@ -28,6 +28,7 @@ def add_batch_parser(subparsers) -> None:
     b.add_argument("--resume", action="store_true",
                    help="keep jobs already done with the same inputs and settings")
     b.add_argument("--fail-fast", action="store_true", help="stop at the first failed job")
+    return b
 
 
 def run_batch(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Command line: `python -m portraittalk render|evaluate|bench …`, one module per command.
+"""Command line: `python -m portraittalk render|evaluate|bench|batch …`, one module per command.
 
 Bad input ends with one sentence on stderr and exit code 2; a bug ends with exit code 1.
 """
@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from ..errors import PortraitTalkError
+from .batch import add_batch_parser, run_batch
 from .bench import add_bench_parser, run_bench
 from .common import quiet_native_logs
 from .evaluate import add_evaluate_parser, run_evaluate
@@ -16,7 +17,8 @@ from .render import add_render_parser, run_render
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ((add_render_parser, run_render), (add_evaluate_parser, run_evaluate), (add_bench_parser, run_bench))
+COMMANDS = ((add_render_parser, run_render), (add_evaluate_parser, run_evaluate), (add_bench_parser, run_bench),
+            (add_batch_parser, run_batch))
 
 
 def build_parser() -> argparse.ArgumentParser:
