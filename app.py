@@ -46,8 +46,7 @@ from portraittalk.runtime import limit_malloc_arenas
 from portraittalk.server import texts
 from portraittalk.server.compare import COMPARE_NAMES
 from portraittalk.server.results import StoredResult
-from portraittalk.server.service import (RenderService, as_path, diffusion_availability, example_rows,
-                                         request_settings)
+from portraittalk.server.service import RenderService, as_path, diffusion_availability, example_rows, request_settings
 from portraittalk.server.settings import ServerSettings
 from portraittalk.server.uploads import DELETE_CACHE, start_upload_trimmer
 from portraittalk.settings import RenderSettings
@@ -246,7 +245,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         audio = gr.Audio(label=f"2 · Speech (up to {service.settings.max_audio_seconds:g} s)",
                                          sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
                         with gr.Row():
-                            transcript = gr.Textbox("", label="What is said (optional)", max_lines=6, elem_id="pt-transcript",
+                            transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
+                                                    elem_id="pt-transcript",
                                                     placeholder="The words, for better lip sync (English)")
                             prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
                                                 placeholder="e.g. calm, slight smile, nodding")

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.test_app import client, service  # noqa: F401  (shared fixtures)
-from tests.conftest import example_file
-
 from gradio_client import handle_file  # noqa: E402  (test_app skips when gradio_client is missing)
 from gradio_client.exceptions import AppError  # noqa: E402
+
+from tests.conftest import example_file
+from tests.test_app import client, service  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(scope="module")

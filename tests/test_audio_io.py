@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, parse_audio_stream, write_wav
 from portraittalk.errors import InputError
+from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, parse_audio_stream, write_wav
 
 from .conftest import EXAMPLES, SAMPLES
 

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from portraittalk.errors import InputError
 from portraittalk.io.audio import ANALYSIS_RATE, ffmpeg_exe, load_audio, probe_audio, write_wav
 from portraittalk.io.video import probe_video, read_frames
-from portraittalk.errors import InputError
 from portraittalk.pipeline import RenderResult
 from portraittalk.settings import MAX_AUDIO_SECONDS, RenderSettings
 
@@ -266,7 +266,8 @@ def test_unusual_encodings_render_the_same_portrait(pipeline, folder, photo, spe
     if kind == "cmyk_jpeg":
         path, note, expected = _save(folder, "print.jpg", photo.convert("CMYK"), quality=95), "CMYK", photo
     elif kind == "gray16_png":
-        path, note, expected = _save(folder, "scan16.png", _sixteen_bit_gray(photo)), "16-bit", photo.convert("L").convert("RGB")
+        path, note = _save(folder, "scan16.png", _sixteen_bit_gray(photo)), "16-bit"
+        expected = photo.convert("L").convert("RGB")
     elif kind == "palette_transparency_png":
         path, note = _save(folder, "palette.png", _palette_with_transparency(photo)), "transparent"
         expected = photo
@@ -453,7 +454,8 @@ def test_a_far_too_quiet_recording_is_named_as_such(pipeline, folder, speech_sam
     assert np.asarray(result.motion.jaw_open).max() < 0.05
     silent = write_wav(folder / "zeros.wav", np.zeros(2 * ANALYSIS_RATE), ANALYSIS_RATE)
     result = render(pipeline, example_file("grace_hopper.jpg"), silent, folder / "zeros.mp4")
-    assert [w for w in result.warnings if "no speech" in w] == ["The audio contains no speech; the video shows an idle face."]
+    no_speech = "The audio contains no speech; the video shows an idle face."
+    assert [w for w in result.warnings if "no speech" in w] == [no_speech]
 
 
 def test_recording_details_are_reported(pipeline, folder, speech):

@@ -12,7 +12,6 @@ from portraittalk.engines.diffusion.attention import (
 )
 from portraittalk.engines.diffusion.tiny import build_tiny_pipeline
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -94,7 +93,7 @@ def test_reference_attention_reads_captured_features_and_can_be_masked(pipe):
         identity = pipe.identity_net(ref_pixels, ref_latents, torch.randn(1, 2, 128, generator=g))
     self_layers = {n for n in spatial_attention_layers(unet) if n.endswith("attn1")}
     assert set(identity.reference_features) == self_layers  # one feature map per denoiser self-attention
-    for name, feats in identity.reference_features.items():
+    for feats in identity.reference_features.values():
         # two references concatenated along the token axis
         assert feats.shape[0] == 1 and feats.shape[1] % 2 == 0
 
@@ -109,7 +108,8 @@ def test_reference_attention_reads_captured_features_and_can_be_masked(pipe):
     assert (with_ref - plain).abs().max() > 1e-3
     # Per-sample masking: in a 2-video batch, the video without reference matches the plain run.
     x2 = {k: torch.cat([v, v]) for k, v in x.items()}
-    mixed = DenoiserConditions(reference_features=identity.reference_features, reference_index=torch.zeros(4, dtype=torch.long),
+    mixed = DenoiserConditions(reference_features=identity.reference_features,
+                               reference_index=torch.zeros(4, dtype=torch.long),
                                reference_keep=torch.tensor([True, True, False, False]))
     both = _run(unet, x2, mixed)
     assert torch.allclose(both[0], with_ref[0], atol=1e-5)

@@ -11,7 +11,6 @@ from portraittalk.engines.diffusion.pipeline import window_plan
 from portraittalk.engines.diffusion.structure import loss_weights, structure_map_from_landmarks
 from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip, tiny_audio_encoder
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from portraittalk.errors import EngineUnavailableError
 from portraittalk.engines.diffusion import engine
 from portraittalk.engines.diffusion.engine import DiffusionEngine, diffusion_status, refine_status
 from portraittalk.engines.diffusion.loading import WEIGHTS_ENV
 from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
+from portraittalk.errors import EngineUnavailableError
 
 from .conftest import SAMPLES
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

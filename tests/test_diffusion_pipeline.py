@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from portraittalk.errors import EngineUnavailableError, InputError
 from portraittalk.engines.diffusion.loading import WEIGHTS_ENV, WeightsNotFoundError
 from portraittalk.engines.diffusion.pipeline import PortraitTalkPipeline, window_plan
 from portraittalk.engines.diffusion.structure import structure_map_from_landmarks
 from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
-
+from portraittalk.errors import EngineUnavailableError, InputError
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from portraittalk.errors import InputError
 from portraittalk.engines.diffusion import tiny
 from portraittalk.engines.diffusion.refine import RefineWeights
-
+from portraittalk.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

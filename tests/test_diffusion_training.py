@@ -98,7 +98,8 @@ def test_two_stage_training_reduces_the_loss_and_reloads(cache_dir, tmp_path):
 
 
 def test_cli_accepts_every_setting():
-    args = vars(_parser().parse_args(["--stage", "2", "--init", "runs/s1", "--clip-length", "12", "--gradient-checkpointing"]))
+    args = vars(_parser().parse_args(["--stage", "2", "--init", "runs/s1", "--clip-length", "12",
+                                      "--gradient-checkpointing"]))
     assert args["stage"] == 2 and args["init"] == "runs/s1" and args["clip_length"] == 12
     assert args["gradient_checkpointing"] is True
     assert set(args) == set(TrainConfig.__dataclass_fields__)

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from portraittalk.io.video import probe_video, read_frames
 from portraittalk.analysis.face import mouth_gap_ratio
+from portraittalk.io.video import probe_video, read_frames
 from portraittalk.settings import RenderSettings
 
 from .conftest import EXAMPLES, REPO, input_file, present_samples

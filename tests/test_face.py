@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portraittalk.errors import InputError
 from portraittalk.analysis.face import estimate_yaw_degrees, eye_open_ratio, mouth_gap_ratio
+from portraittalk.errors import InputError
 
 from .conftest import EXAMPLES, input_file, load_rgb, present_samples
 

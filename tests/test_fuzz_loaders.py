@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from portraittalk.io.audio import ANALYSIS_RATE, MIN_DURATION_S, ffmpeg_exe, load_audio, write_wav
 from portraittalk.contracts import AudioClip, Portrait
 from portraittalk.errors import InputError
+from portraittalk.io.audio import ANALYSIS_RATE, MIN_DURATION_S, ffmpeg_exe, load_audio, write_wav
 from portraittalk.io.image import MIN_SIDE, load_portrait
 
 FUZZ = settings(deadline=None, database=None, derandomize=True, print_blob=True,

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from portraittalk.errors import InputError
 from portraittalk.io.audio import ANALYSIS_RATE, load_audio, write_wav
 from portraittalk.io.video import probe_video
-from portraittalk.errors import InputError
 from portraittalk.settings import MAX_AUDIO_SECONDS, RenderSettings
 
 from .conftest import EXAMPLES, REPO

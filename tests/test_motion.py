@@ -13,10 +13,10 @@ import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portraittalk.motion import track as motion
 from portraittalk.analysis import speech
 from portraittalk.contracts import AudioClip, MotionTrack, PhoneSegment, SpeechAnalysis
 from portraittalk.errors import InputError
+from portraittalk.motion import track as motion
 from portraittalk.motion.visemes import MOUTH_CHANNELS, normalize_phone
 
 from .conftest import REPO, SAMPLES, input_file, librivox_base, present_samples

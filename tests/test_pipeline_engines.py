@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portraittalk.io.video import probe_video, read_frames
 from portraittalk.errors import EngineUnavailableError
+from portraittalk.io.video import probe_video, read_frames
 from portraittalk.settings import RenderSettings
 
 from .conftest import EXAMPLES

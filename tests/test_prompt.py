@@ -10,10 +10,10 @@ import json
 
 import pytest
 
+from portraittalk.engines.warp.looks import available_styles
+from portraittalk.errors import InputError
 from portraittalk.motion import prompt as P
 from portraittalk.motion.prompt.bank import BANK, NOT_UNDERSTOOD, STYLE_LABELS
-from portraittalk.errors import InputError
-from portraittalk.engines.warp.looks import available_styles
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portraittalk.io.video import read_frames
 from portraittalk.analysis.face import mouth_gap_ratio
+from portraittalk.io.video import read_frames
 from portraittalk.settings import RenderSettings
 
 from .conftest import EXAMPLES

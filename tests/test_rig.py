@@ -17,7 +17,14 @@ from portraittalk.analysis import face as fm
 from portraittalk.contracts import FrameControls, MotionTrack
 from portraittalk.engines.warp.renderer import WarpRenderer
 from portraittalk.engines.warp.rig import (
-    BROWS, LEFT_EYE_LOWER, LEFT_EYE_UPPER, LEFT_IRIS, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, RIGHT_IRIS, FaceRig,
+    BROWS,
+    LEFT_EYE_LOWER,
+    LEFT_EYE_UPPER,
+    LEFT_IRIS,
+    RIGHT_EYE_LOWER,
+    RIGHT_EYE_UPPER,
+    RIGHT_IRIS,
+    FaceRig,
     head_rotation,
 )
 

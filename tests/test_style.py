@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from portraittalk.errors import InputError
 from portraittalk.engines.warp.looks import NEIGHBOURHOOD_STYLES, PER_PIXEL_STYLES, StyleFilter, available_styles
+from portraittalk.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = [REPO / "examples" / "grace_hopper.jpg",
@@ -25,7 +25,8 @@ def _portrait() -> np.ndarray:
             bgr = cv2.imread(str(path))
             h, w = bgr.shape[:2]
             s = SIDE / max(h, w)
-            return np.ascontiguousarray(cv2.resize(bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)[:, :, ::-1])
+            small = cv2.resize(bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+            return np.ascontiguousarray(small[:, :, ::-1])
     pytest.skip("no example portrait available")
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from portraittalk.motion import visemes
 from portraittalk.contracts import MotionTrack
+from portraittalk.motion import visemes
 from portraittalk.motion.visemes import (
-    ARPABET_PHONES, MOUTH_CHANNELS, VISEME_TARGETS, normalize_phone, viseme_class, viseme_target,
+    ARPABET_PHONES,
+    MOUTH_CHANNELS,
+    VISEME_TARGETS,
+    normalize_phone,
+    viseme_class,
+    viseme_target,
 )
 
 CMU_ARPABET = {

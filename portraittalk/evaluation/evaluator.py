@@ -95,8 +95,8 @@ class VideoEvaluator:
 
     def evaluate(self, video: str | Path, image: str | Path | bytes, audio: str | Path | None = None,
                  transcript: str | None = None, progress: ProgressFn | None = None) -> VideoEvaluation:
-        from ..io.video import probe_video, read_frames
         from ..io.image import load_portrait
+        from ..io.video import probe_video, read_frames
 
         report = progress or (lambda stage, frac, msg: None)
         timings: dict[str, float] = {}

@@ -98,7 +98,8 @@ def load_audio(source: str | Path, max_duration_s: float | None = None) -> Audio
         raise InputError(f"'{name}' could not be read as audio (it is damaged or not a sound file); "
                          "please upload a WAV, MP3, M4A, OGG or FLAC recording.")
     if proc.returncode != 0:
-        raise InputError(f"'{name}' is damaged and could not be decoded; please export the recording again and re-upload it.")
+        raise InputError(f"'{name}' is damaged and could not be decoded; "
+                         "please export the recording again and re-upload it.")
 
     samples = np.frombuffer(proc.stdout, dtype="<f4")
     if samples.size == 0:

@@ -215,7 +215,8 @@ def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
             converted = image.convert("RGB")
         except (ValueError, OSError):
             raise InputError(
-                f"This image uses a colour format ({mode}) PortraitTalk cannot convert; please save it as an RGB JPEG or PNG."
+                f"This image uses a colour format ({mode}) PortraitTalk cannot convert; "
+                "please save it as an RGB JPEG or PNG."
             ) from None
     return np.asarray(converted, dtype=np.uint8)
 

@@ -18,8 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .audio import INPUT_GUARD, ffmpeg_exe, probe_audio, split_ffmpeg_fields
 from ..errors import PortraitTalkError
+from .audio import INPUT_GUARD, ffmpeg_exe, probe_audio, split_ffmpeg_fields
 
 # Sample rates the AAC encoder (and browsers) accept; anything else is resampled.
 _AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}

@@ -108,7 +108,7 @@ class TorchFaceResNet:
 
         seq, i = layers[1:], 0
         stem = conv(seq[0], seq[1])
-        if [l[0] for l in seq[2:4]] != ["relu_", "max_pool_2"]:
+        if [layer[0] for layer in seq[2:4]] != ["relu_", "max_pool_2"]:
             raise ValueError("unexpected stem of the dlib face-recognition model")
         max_pool = seq[3][1]
         i = 4
@@ -120,7 +120,7 @@ class TorchFaceResNet:
             if seq[i][0] == "avg_pool_2":
                 shortcut_pool = seq[i][1]
                 i += 1
-            if [l[0] for l in seq[i:i + 2]] != ["add_prev_", "relu_"]:
+            if [layer[0] for layer in seq[i:i + 2]] != ["add_prev_", "relu_"]:
                 raise ValueError("unexpected residual block in the dlib face-recognition model")
             i += 2
             blocks.append((first, second, shortcut_pool))

@@ -96,7 +96,8 @@ UNEXPECTED_COMPARE_ERROR = ("Something went wrong on our side while measuring th
 # The Guidance accordion's sliders: setting → (label, explanation).
 GUIDANCE_SLIDERS = {
     "audio_strength": ("Lip-sync strength", "How strongly the mouth follows the speech. 0 = mouth still, 2 = exaggerated."),
-    "identity_strength": ("Identity strength", "How closely the face sticks to your photo. Higher = fewer changes to the face."),
+    "identity_strength": ("Identity strength",
+                          "How closely the face sticks to your photo. Higher = fewer changes to the face."),
     "prompt_strength": ("Prompt strength", "How much the style prompt matters. 0 = ignore the prompt."),
     "head_motion": ("Head movement", "0 = still head, 1 = natural nods and turns, 2 = lively."),
     "expression_intensity": ("Expression intensity", "Eyebrows and smile. 0 = neutral face, 2 = very expressive."),

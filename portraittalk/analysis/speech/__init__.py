@@ -42,8 +42,16 @@ from ...contracts import AudioClip, PhoneSegment, SpeechAnalysis
 from ...errors import InputError
 from ...motion.visemes import SILENCE
 from .acoustic import acoustic_pseudo_phones
-from .features import (DIGITAL_SILENCE_DBFS, HOP_S, SAMPLE_RATE, AcousticFeatures, acoustic_features, frame_features,
-                       speech_activity, voice_activity)
+from .features import (
+    DIGITAL_SILENCE_DBFS,
+    HOP_S,
+    SAMPLE_RATE,
+    AcousticFeatures,
+    acoustic_features,
+    frame_features,
+    speech_activity,
+    voice_activity,
+)
 from .language import judge_language
 from .recognizer import recognize
 from .sphinx import _align_decoder, _phone_decoder  # noqa: F401  (the pipeline warms the decoders up)

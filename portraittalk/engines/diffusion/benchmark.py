@@ -13,7 +13,8 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m portraittalk.engines.diffusion.benchmark", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m portraittalk.engines.diffusion.benchmark",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default=None, help="checkpoint folder or Hub id (default: PORTRAITTALK_WEIGHTS)")
     p.add_argument("--tiny", action="store_true", help="toy random components (checks the code path, not speed)")
     p.add_argument("--device", default=None)

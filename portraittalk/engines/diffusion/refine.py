@@ -140,7 +140,8 @@ class PortraitRefiner:
         """
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-            raise InputError("Refine mode needs the video frames as RGB images: render the video with the warp engine first.")
+            raise InputError("Refine mode needs the video frames as RGB images: "
+                             "render the video with the warp engine first.")
         if not reference_rgbs:
             raise InputError("Refine mode needs the reference portrait: give at least one photo of the face.")
         if not 0.0 < strength <= 1.0:

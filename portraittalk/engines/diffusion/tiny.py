@@ -105,7 +105,8 @@ def _wake_zero_parameters(module: nn.Module, generator: torch.Generator, std: fl
                 p.copy_(torch.randn(p.shape, generator=generator) * std)
 
 
-def build_tiny_pipeline(seed: int = 0, motion: bool = True, clip_length: int = 8, motion_frames: int = 3) -> PortraitTalkPipeline:
+def build_tiny_pipeline(seed: int = 0, motion: bool = True, clip_length: int = 8,
+                        motion_frames: int = 3) -> PortraitTalkPipeline:
     """A complete tiny PortraitTalk pipeline (motion denoiser unless ``motion=False``)."""
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()

@@ -303,7 +303,8 @@ def train(cfg: TrainConfig, dataset=None) -> TrainResult:
 
     eval_batch = next(iter(loader))
     eval_before = evaluation_loss(core, pipe, eval_batch, cfg.eval_timesteps, cfg.seed, cfg.reconstruction_weight)
-    log.info("stage %d: %d trainable parameters, evaluation loss %.4f", cfg.stage, sum(p.numel() for p in params), eval_before)
+    log.info("stage %d: %d trainable parameters, evaluation loss %.4f", cfg.stage,
+             sum(p.numel() for p in params), eval_before)
 
     losses: list[float] = []
     step = 0

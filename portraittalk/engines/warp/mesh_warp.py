@@ -22,7 +22,6 @@ from scipy.spatial import Delaunay
 from ...contracts import Box
 
 
-
 class PiecewiseAffineWarp:
     def __init__(self, src_points: np.ndarray, size: tuple[int, int], keep_below: int | None = None) -> None:
         """src_points: (N, 2) in pixel coordinates of an image of `size` = (w, h).

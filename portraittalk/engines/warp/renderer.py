@@ -19,10 +19,9 @@ import numpy as np
 
 from ...analysis import face as fm
 from ...contracts import Box, FaceAnalysis, FrameControls
-from .rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceRig, RigOutput
-from .mouth import measure_mouth, paint_mouth, seal_closed_lips, seal_opening
 from .mesh_warp import PiecewiseAffineWarp, SmoothWarp
-
+from .mouth import measure_mouth, paint_mouth, seal_closed_lips, seal_opening
+from .rig import LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, FaceRig, RigOutput
 
 # Eye contours with their brows (mediapipe FACEMESH_*_EYE / *_EYEBROW sets, plus irises).
 _RIGHT_EYE_AREA = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,

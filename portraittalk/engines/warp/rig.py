@@ -268,9 +268,8 @@ class FaceRig:
         moved = (pts3 - self.pivot) @ R.T + self.pivot
         out = moved[:, :2]
         teeth_z = float(np.median(z[iu]))
-        rot2 = lambda q: (np.c_[q, np.full(len(q), teeth_z)] - self.pivot) @ R.T + self.pivot
-        upper_teeth_out = rot2(upper_teeth)[:, :2]
-        lower_teeth_out = rot2(lower_teeth)[:, :2]
+        upper_teeth_out, lower_teeth_out = (((np.c_[q, np.full(len(q), teeth_z)] - self.pivot) @ R.T + self.pivot)[:, :2]
+                                            for q in (upper_teeth, lower_teeth))
         skull_shift = (upper_teeth_out - self.teeth_upper_src).mean(0)
         jaw_shift = (lower_teeth_out - self.teeth_lower_src).mean(0)
         return RigOutput(out.astype(np.float32), upper_teeth_out, lower_teeth_out, jaw_shift, skull_shift)

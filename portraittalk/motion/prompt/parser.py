@@ -11,8 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .bank import (BANK, FILLER, INTENSITY, MULTIWORD_MODIFIERS, NEGATED_IDIOMS, NEGATIONS, NOT_UNDERSTOOD, QUANTITY,
-                   STOP, exact_bank)
+from .bank import (
+    BANK,
+    FILLER,
+    INTENSITY,
+    MULTIWORD_MODIFIERS,
+    NEGATED_IDIOMS,
+    NEGATIONS,
+    NOT_UNDERSTOOD,
+    QUANTITY,
+    STOP,
+    exact_bank,
+)
 from .controls import IgnoredPhrase, PromptControls, SpanMatch, combine
 from .encoder import TextEncoder, get_text_encoder
 
