@@ -1,4 +1,4 @@
-"""Command line: `python -m portraittalk render|evaluate|bench|batch …`, one module per command.
+"""Command line: `python -m portraittalk render|evaluate|bench|batch|compare …`, one module per command.
 
 Bad input ends with one sentence on stderr and exit code 2; a bug ends with exit code 1.
 """
@@ -12,13 +12,14 @@ from ..errors import PortraitTalkError
 from .batch import add_batch_parser, run_batch
 from .bench import add_bench_parser, run_bench
 from .common import quiet_native_logs
+from .compare import add_compare_parser, run_compare
 from .evaluate import add_evaluate_parser, run_evaluate
 from .render import add_render_parser, run_render
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 COMMANDS = ((add_render_parser, run_render), (add_evaluate_parser, run_evaluate), (add_bench_parser, run_bench),
-            (add_batch_parser, run_batch))
+            (add_batch_parser, run_batch), (add_compare_parser, run_compare))
 
 
 def build_parser() -> argparse.ArgumentParser:
