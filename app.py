@@ -5,10 +5,11 @@ locally (on 127.0.0.1 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwi
 This file is the page, its layout and its events; the work behind it is a
 :class:`~portraittalk.server.service.RenderService`, built once in :func:`main`.
 
-API (see README): ``/render`` takes the portrait, the speech and the settings and returns
-the video and the run report (per-frame identity scores, timings, warnings).
-``/compare`` takes a portrait and two videos (optional speech and transcript) and returns
-a metrics table, both videos' identity and lip-sync curves and a one-line verdict.
+API (see README): ``/render`` takes the portrait, the speech (a recording, or ``text`` to say
+with a ``voice``), the ``face`` that talks and the settings, and returns the video and the run
+report (per-frame identity scores, timings, warnings). ``/compare`` takes a portrait and two
+videos (optional speech and transcript) and returns a metrics table, both videos' identity and
+lip-sync curves and a one-line verdict; ``/compare_video`` the two side by side in one MP4.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from portraittalk.server.service import RenderService, as_path, diffusion_availa
 from portraittalk.server.settings import ServerSettings
 from portraittalk.server.uploads import DELETE_CACHE, start_upload_trimmer
 from portraittalk.settings import RenderSettings
+from portraittalk.voices import MAX_CHARS, VOICES
 
 log = logging.getLogger("portraittalk.app")
 
@@ -93,7 +95,8 @@ def page_renderer(pipeline: PortraitTalkPipeline):
     """The pipeline's render, reporting to the request's progress bar. Only the diffusion
     engine needs the accelerator: on a ZeroGPU Space its renders run under `@spaces.GPU`."""
 
-    def render(image: str, audio: str, out: Path, settings: RenderSettings, references: list[str]) -> RenderResult:
+    def render(image: str, audio: str | None, out: Path, settings: RenderSettings,
+               references: list[str]) -> RenderResult:
         # A fresh gr.Progress reports to the request being served; made here rather than passed
         # in, because on ZeroGPU this runs in a worker process and its arguments are pickled.
         progress = gr.Progress()
@@ -102,7 +105,7 @@ def page_renderer(pipeline: PortraitTalkPipeline):
 
     on_gpu = spaces.GPU(duration=240)(render) if spaces is not None else render
 
-    def on_its_device(image: str, audio: str, out: Path, settings: RenderSettings, references: list[str]):
+    def on_its_device(image: str, audio: str | None, out: Path, settings: RenderSettings, references: list[str]):
         return (on_gpu if settings.engine == "diffusion" else render)(image, audio, out, settings, references)
     return on_its_device
 
@@ -119,13 +122,25 @@ class Handlers:
         return gr.update(value=None, visible=False), None, None, "", None, ""
 
     @friendly_errors
-    def prepare(self, portrait, audio, references, max_size):
-        """First half of a page request (fast): check the files and show which face will talk.
+    def prepare(self, portrait, audio, references, text, voice, face):
+        """First half of a page request (fast): check the inputs and show which face will talk.
         Clears the previous result; the render itself follows as a second event."""
-        portrait_path, audio_path, _ = self.service.check_inputs(portrait, audio, references)
-        self.service.check_audio(audio_path)
-        preview = self.service.face_preview(portrait_path, int(max_size or OFFERED["max_size"].default))
+        settings = request_settings({"text": text, "voice": voice, "face": face})
+        portrait_path, audio_path, _ = self.service.check_inputs(portrait, audio, references, settings.text)
+        self.service.check_speech(audio_path, settings)
+        preview = self.service.face_preview(portrait_path, settings.face)
         return gr.update(value=preview, visible=True), None, None, "", None, ""
+
+    @friendly_errors(title="Can't choose this face")
+    def show_faces(self, portrait, face=0, click=None):
+        """The faces of a new portrait or of a face number typed in: every face numbered, the one that
+        talks outlined (a new portrait starts from the largest)."""
+        preview, number = self.service.faces_shown(as_path(portrait), int(face or 0), click)
+        return gr.update(value=preview, visible=preview is not None), number
+
+    def pick_face(self, portrait, evt: gr.SelectData):
+        """A click on the preview: the face clicked (or its number) becomes the one that talks."""
+        return self.show_faces(portrait, click=evt.index[:2])
 
     @staticmethod
     def _result(stored: StoredResult, prompt: str) -> tuple:
@@ -144,8 +159,10 @@ class Handlers:
 
     @friendly_errors
     def render_api(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
-        """Render a talking-face video. Returns (video, report): the report holds the per-frame
-        identity scores (cosine, descriptor distance, same-person threshold 0.6), timings and warnings."""
+        """Render a talking-face video from a recording (audio), or from text said by a voice (leave audio
+        empty); face chooses who talks (1 = the leftmost, 0 = the largest). Returns (video, report): the
+        report holds the per-frame identity scores (cosine, descriptor distance, same-person threshold 0.6),
+        timings and warnings."""
         settings = request_settings(controls)
         stored = self.service.render(portrait, audio, references, settings, to_page(progress), self.render)
         return str(stored.video), stored.report
@@ -163,6 +180,12 @@ class Handlers:
         verdict): one row per metric with both values and the better video, both videos'
         identity and lip-sync curves over time, and a one-line verdict."""
         return self.service.compare(portrait, video_a, video_b, audio, transcript, to_page(progress))
+
+    @friendly_errors(title="Can't compare these videos", unexpected=texts.UNEXPECTED_COMPARE_ERROR)
+    def compare_video(self, portrait, video_a, video_b, audio=None, transcript="", progress=gr.Progress()):
+        """Videos A and B side by side in one MP4 to share: same height, labelled, one sound track (the
+        speech given, else A's) and a caption row with each one's identity, lip sync and offset."""
+        return str(self.service.compare_video(portrait, video_a, video_b, audio, transcript, to_page(progress)))
 
     @staticmethod
     def last_result(video: Any, generate_portrait: Any, compare_portrait: Any):
@@ -242,8 +265,17 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         with gr.Accordion("More photos of the same person (optional)", open=False):
                             references = gr.File(label="Extra portraits: every video frame is compared with all of them",
                                                  file_count="multiple", file_types=["image"], elem_id="pt-references")
-                        audio = gr.Audio(label=f"2 · Speech (up to {service.settings.max_audio_seconds:g} s)",
-                                         sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
+                        limit = service.settings.max_audio_seconds
+                        with gr.Tabs(elem_id="pt-speech-tabs"):
+                            with gr.Tab("2 · Speech: record or upload", elem_id="pt-tab-recording"):
+                                audio = gr.Audio(label=f"Speech (up to {limit:g} s)", sources=["upload", "microphone"],
+                                                 type="filepath", elem_id="pt-audio")
+                            with gr.Tab("… or type it", elem_id="pt-tab-type"):
+                                say = gr.Textbox("", label=texts.say_label(limit), max_lines=8, max_length=MAX_CHARS,
+                                                 placeholder="Hello! I never said this, but now I do.", elem_id="pt-say")
+                                voice = gr.Dropdown([(v.label, v.name) for v in VOICES.values()],
+                                                    value=OFFERED["voice"].default, label="Voice", elem_id="pt-voice",
+                                                    info=texts.VOICE_INFO)
                         with gr.Row():
                             transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
                                                     elem_id="pt-transcript",
@@ -278,8 +310,10 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                     info="Diffusion engine only: how strictly it follows the audio, identity and prompt.")
                     # ---------------- outputs ----------------
                     with gr.Column(scale=1, min_width=320):
-                        preview = gr.Image(label="Face found — this face will talk", visible=False,
+                        preview = gr.Image(label="Faces found: click the one that should talk", visible=False,
                                            interactive=False, height=260, elem_id="pt-preview")
+                        face = gr.Number(OFFERED["face"].default, label="Face that talks", precision=0,
+                                         minimum=OFFERED["face"].lo, elem_id="pt-face", info=texts.FACE_INFO)
                         video = gr.Video(label="Talking video", interactive=False, buttons=["download"], height=420,
                                          elem_id="pt-video")
                         plot = gr.LinePlot(x="frame", y="similarity", color="series",
@@ -291,7 +325,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         restore_cached_plots(plot)
                         summary = gr.Markdown(elem_id="pt-summary")
                         notes = gr.Markdown(elem_id="pt-notes")
-                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON) and motion track (JSON)",
+                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON), motion track (JSON) and "
+                                                  "typed speech (WAV)",
                                             file_count="multiple", interactive=False, elem_id="pt-downloads")
                         with gr.Accordion("What do these numbers mean?", open=False):
                             gr.Markdown(texts.ABOUT_SCORES)
@@ -331,6 +366,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                     play_both = gr.Button("▶ Play both from the start (sound from A)", elem_id="pt-play-both")
                     compare_go = gr.Button("Compare", variant="primary", elem_id="pt-compare")
                 verdict = gr.Markdown(elem_id="pt-verdict")
+                side_video = gr.Video(label="A and B side by side: one video to share", interactive=False,
+                                      buttons=["download"], height=360, elem_id="pt-compare-side")
                 with gr.Row(equal_height=False):
                     compare_table = gr.Dataframe(headers=list(COMPARE_HEADERS), label="Metrics",
                                                  interactive=False, wrap=True, max_height=720, scale=3,
@@ -344,18 +381,28 @@ def build_demo(service: RenderService) -> gr.Blocks:
                 with gr.Accordion("What do these numbers mean?", open=False):
                     gr.Markdown(texts.ABOUT_COMPARE)
                 play_both.click(None, js=texts.PLAY_BOTH_JS, api_visibility="private")
-                compare_go.click(on.compare_videos, inputs=[compare_portrait, *players, compare_audio, compare_transcript],
+                compare_inputs = [compare_portrait, *players, compare_audio, compare_transcript]
+                compare_go.click(on.compare_videos, inputs=compare_inputs,
                                  outputs=[compare_table, compare_plot, verdict], api_name="compare",
                                  show_progress_on=[compare_table, compare_plot],
-                                 concurrency_id="render", concurrency_limit=concurrency)
+                                 concurrency_id="render", concurrency_limit=concurrency
+                                 ).success(on.compare_video, inputs=compare_inputs, outputs=[side_video],
+                                           api_name="compare_video", concurrency_id="render",
+                                           concurrency_limit=concurrency)
 
+        # Typed speech and the face that talks come last, after the settings the API has always had.
+        controls.update(text=say, voice=voice, face=face)
+        for event, fn, inputs in ((portrait.change, on.show_faces, [portrait]),
+                                  (face.input, on.show_faces, [portrait, face]), (preview.select, on.pick_face, [portrait])):
+            event(fn, inputs=inputs, outputs=[preview, face], api_visibility="private", concurrency_id="prepare",
+                  concurrency_limit=4)
         result_outputs = [preview, video, plot, summary, downloads, notes]
         # Two steps: a quick check that shows the chosen face (and any input error) at once,
         # then the render, whose progress bar runs on the video panel.
         # The previous result goes away first, so a failed check never leaves it on screen.
         go.click(on.clear_result, outputs=result_outputs, queue=False, show_progress="hidden",
                  api_visibility="private"
-                 ).then(on.prepare, inputs=[portrait, audio, references, controls["max_size"]],
+                 ).then(on.prepare, inputs=[portrait, audio, references, say, voice, face],
                         outputs=result_outputs, api_name="prepare", api_visibility="undocumented",
                         show_progress="hidden", concurrency_id="prepare", concurrency_limit=4
                  ).success(on.generate, inputs=[portrait, audio], inputs_kwargs=controls, outputs=result_outputs,

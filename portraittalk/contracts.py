@@ -55,6 +55,7 @@ class FaceAnalysis:
     box: Box  # around the mesh, full-frame pixels
     faces_found: int  # how many faces the detector saw
     warnings: list[str] = field(default_factory=list)
+    number: int = 1  # which face it is, counting the faces found from the left (1 = the leftmost)
 
 
 @dataclass

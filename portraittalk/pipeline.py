@@ -11,6 +11,7 @@ clip length.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from .io.paths import check_output_path
 from .report import RunReport
 from .runtime import opencv_threads, release_freed_memory
 from .settings import MAX_AUDIO_SECONDS, RenderSettings
+from .voices import VOICES, synthesize_speech
 
 if TYPE_CHECKING:
     from .analysis.face import FaceAnalyzer
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from .motion.prompt import PromptControls
     from .scoring.identity import IdentityScorer
     from .scoring.stream import FrameStream
+    from .voices import SynthesizedSpeech
 
 # Progress callback: (stage name, fraction of the whole job done 0…1, human message).
 ProgressFn = Callable[[str, float, str], None]
@@ -43,6 +46,7 @@ class RenderResult:
     motion: MotionTrack
     run_report: RunReport
     warnings: list[str] = field(default_factory=list)
+    speech: SynthesizedSpeech | None = None  # the synthesised speech, when the text was typed
 
     @property
     def report(self) -> dict[str, Any]:
@@ -58,6 +62,10 @@ class RenderResult:
         path = Path(path)
         path.write_text(self.motion.to_json())
         return path
+
+    def write_speech(self, path: str | Path) -> Path | None:
+        """The synthesised speech as a WAV file; None (nothing written) for a recording."""
+        return self.speech.write_wav(path) if self.speech is not None else None
 
 
 class PortraitTalkPipeline:
@@ -101,41 +109,63 @@ class PortraitTalkPipeline:
             get_text_encoder()
 
     # ------------------------------------------------------------------------------------
-    def analyze_portrait(self, image: str | Path | bytes, max_size: int) -> tuple[Portrait, FaceAnalysis]:
+    def analyze_portrait(self, image: str | Path | bytes, max_size: int,
+                         face: int | None = None) -> tuple[Portrait, FaceAnalysis]:
         from .io.image import load_portrait
         portrait = load_portrait(image, max_size=max_size)
-        return portrait, self.face_analyzer.analyze(portrait.rgb)
+        return portrait, self.face_analyzer.analyze(portrait.rgb, face)
 
-    def render(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
+    def render(self, image: str | Path | bytes, audio: str | Path | None, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
                references: list[str | Path | bytes] | None = None) -> RenderResult:
+        """A talking-face video of the portrait saying ``audio`` (a recording), or, when the
+        settings hold a text (and ``audio`` is None), that text read by the settings' voice."""
+        s = (settings or RenderSettings()).validated()
+        out_path = check_output_path(out_path)  # before any work: a bad path fails at once
+        if not s.text:
+            if audio is None:
+                raise InputError("There is no speech: give a recording, or a text to say.")
+            return self._render(image, audio, out_path, s, progress, references)
+        if audio is not None:
+            raise InputError("Give either a recording or a text to say, not both.")
+        t0 = time.perf_counter()
+        spoken = synthesize_speech(s.text, s.voice)
+        spoken.check_duration(MAX_AUDIO_SECONDS)
+        synthesis_s = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory(prefix="portraittalk-speech-") as folder:
+            wav = spoken.write_wav(Path(folder) / "speech.wav")
+            return self._render(image, wav, out_path, s, progress, references, spoken, synthesis_s)
+
+    def _render(self, image: str | Path | bytes, audio: str | Path, out_path: Path, s: RenderSettings,
+                progress: ProgressFn | None, references: list[str | Path | bytes] | None,
+                spoken: SynthesizedSpeech | None = None, synthesis_s: float = 0.0) -> RenderResult:
         from .analysis.speech import NO_SPEECH_WARNING, analyze_speech
+        from .analysis.speech.given import analyze_given_phones
         from .io.audio import load_audio, muxable_audio
         from .io.video import VideoEncoder
         from .motion.plan import plan_motion
         from .motion.prompt import parse_prompt
         from .scoring.stream import ScoringThread
 
-        s = (settings or RenderSettings()).validated()
-        out_path = check_output_path(out_path)  # before any work: a bad path fails at once
         report_progress = progress or (lambda stage, frac, msg: None)
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"speech_synthesis": round(synthesis_s, 4)} if spoken else {}
         warnings: list[str] = []
-        t_all = time.perf_counter()
+        t_all = time.perf_counter() - synthesis_s
 
         def timed(stage: str) -> _Timer:
             return _Timer(timings, stage)
 
         report_progress("face", 0.0, "Analysing the face")
         with timed("face_analysis"):
-            portrait, face = self.analyze_portrait(image, s.max_size)
+            portrait, face = self.analyze_portrait(image, s.max_size, s.face or None)
         warnings += face.warnings
         report_progress("audio", 0.05, "Analysing the audio")
         with timed("audio_decode"):
             clip = load_audio(audio, max_duration_s=MAX_AUDIO_SECONDS)
         n_frames = max(1, round(clip.duration_s * s.fps))
         with timed("speech_analysis"):
-            speech = analyze_speech(clip, s.fps, s.transcript)
+            speech = (analyze_given_phones(clip, s.fps, spoken.phones, VOICES[spoken.voice].language) if spoken
+                      else analyze_speech(clip, s.fps, s.transcript))
         warnings += speech.warnings
         report_progress("motion", 0.15, "Planning the motion")
         with timed("prompt"):
@@ -185,8 +215,8 @@ class PortraitTalkPipeline:
         report_progress("done", 1.0, "Done")
         release_freed_memory()
         report = RunReport.build(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings,
-                                 controls)
-        return RenderResult(out_path, identity, motion, report, warnings)
+                                 controls, spoken)
+        return RenderResult(out_path, identity, motion, report, warnings, spoken)
 
     def _identity_stream(self, s: RenderSettings, portrait: Portrait, face: FaceAnalysis,
                          references: list[str | Path | bytes], warnings: list[str]) -> FrameStream | None:

@@ -16,6 +16,7 @@ from .settings import RenderSettings
 
 if TYPE_CHECKING:
     from .motion.prompt import PromptControls
+    from .voices import SynthesizedSpeech
 
 
 @dataclass
@@ -40,6 +41,7 @@ class FaceReport:
     box: list[int]
     faces_found: int
     yaw_degrees: float
+    number: int  # the face that talks, counting the faces found from the left (1 = the leftmost)
 
 
 @dataclass
@@ -57,6 +59,8 @@ class SpeechReport:
     language: str
     speech_ratio: float
     phones: int
+    source: str  # "recording" | "synthesised" (from typed text)
+    voice: str | None  # the voice that read the text
 
 
 @dataclass
@@ -98,15 +102,18 @@ class RunReport:
     @classmethod
     def build(cls, out_path: Path, s: RenderSettings, portrait: Portrait, face: FaceAnalysis, clip: AudioClip,
               speech: SpeechAnalysis, motion: MotionTrack, identity: IdentityScores | None,
-              timings: dict[str, float], warnings: list[str], prompt: PromptControls | None) -> RunReport:
+              timings: dict[str, float], warnings: list[str], prompt: PromptControls | None,
+              spoken: SynthesizedSpeech | None = None) -> RunReport:
         fps = s.fps
         inputs = InputReport(
             image=ImageReport(portrait.source_name, list(portrait.original_size), list(portrait.size), portrait.notes),
-            face=FaceReport(list(face.box), face.faces_found, round(estimate_yaw_degrees(face.landmarks), 1)),
+            face=FaceReport(list(face.box), face.faces_found, round(estimate_yaw_degrees(face.landmarks), 1),
+                            face.number),
             audio=AudioReport(Path(clip.source_path).name, round(clip.duration_s, 3), clip.original_rate,
                               clip.original_channels, clip.codec),
             speech=SpeechReport(speech.method, speech.language, round(float(speech.speech_ratio), 3),
-                                len(speech.phones)),
+                                len(speech.phones), "synthesised" if spoken else "recording",
+                                spoken.voice if spoken else None),
         )
         scores = None
         if identity is not None:

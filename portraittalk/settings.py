@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .voices import DEFAULT_VOICE, MAX_CHARS, VOICES
 
 MAX_AUDIO_SECONDS = 600.0  # a longer clip is refused with this limit named in the message
 ENGINES = ("warp", "diffusion")
@@ -64,6 +65,12 @@ class RenderSettings:
                             page=Offer(choices=(256, 384, 512, 640, 768, 1024), default=512))
     transcript: str | None = setting(None, "what is said (text, or @file.txt); improves lip sync for English",
                                      max_chars=20000, page=Offer())
+    text: str | None = setting(None, "what to say, typed instead of a recording (text, or @file.txt)",
+                               max_chars=MAX_CHARS, option="--say", page=Offer())
+    voice: str = setting(DEFAULT_VOICE, "the voice that says --say: heart (American English, natural) or a "
+                         "language code (robotic)", choices=tuple(VOICES), page=Offer())
+    face: int = setting(0, "which face talks, counting faces from the left (1 = the leftmost); 0 = the largest",
+                        lo=0, hi=1000, whole=True, page=Offer())
     prompt: str = setting("", 'what the face should do or look like, e.g. "smiling, calm, sepia"',
                           max_chars=1000, page=Offer())
     audio_strength: float = setting(1.0, "0 = mouth still, 1 = natural, 2 = exaggerated", **STRENGTH)

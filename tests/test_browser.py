@@ -158,3 +158,51 @@ def test_a_photo_without_a_face_shows_a_plain_sentence(browser, app_url, screens
     assert "Traceback" not in body and "Exception" not in body
     assert page.locator("#pt-video video[src]").count() == 0
     page.close()
+
+
+def test_visitor_types_a_sentence_chooses_a_face_and_gets_a_playing_video(browser, app_url, screenshot_dir,
+                                                                           generated):
+    """Two faces: a click on the right one makes it talk; the speech is typed, not recorded."""
+    from portraittalk.voices import synthesize_speech
+
+    sentence = "Maybe Bob will bring the map back by May."
+    seconds = synthesize_speech(sentence, "heart").duration_s
+    page = open_page(browser, app_url, 1280, 800)
+    page.locator("#pt-portrait input[type=file]").set_input_files(str(generated.path("two_faces.jpg")))
+    # Every face is outlined and numbered as soon as the photo is in; a click on face 2 chooses it.
+    preview = page.locator("#pt-preview img")
+    preview.wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#pt-preview img').naturalWidth > 0")
+    box = preview.bounding_box()
+    natural = preview.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = max(natural[0] / box["width"], natural[1] / box["height"])  # the picture is fitted inside the box
+    left = box["x"] + (box["width"] - natural[0] / scale) / 2
+    top = box["y"] + (box["height"] - natural[1] / scale) / 2
+    # Face 2 (Eileen Collins) sits in the right part of the picture, a third of the way down.
+    page.mouse.click(left + 0.79 * natural[0] / scale, top + 0.5 * natural[1] / scale)
+    page.wait_for_function("() => document.querySelector('#pt-face input').value === '2'", timeout=30_000)
+    page.get_by_role("tab", name="… or type it").click()
+    page.fill("#pt-say textarea", sentence)
+    assert "characters" in page.locator("#pt-tab-type").inner_text()  # the length limit is said
+    page.screenshot(path=str(screenshot_dir / "desktop_typed_two_faces.png"))
+    page.click("#pt-generate")
+
+    page.wait_for_selector("#pt-video video[src]", timeout=RENDER_TIMEOUT_MS)
+    video = page.locator("#pt-video video")
+    duration = video.evaluate("""v => new Promise(done => {
+               if (v.readyState >= 1) return done(v.duration);
+               v.addEventListener('loadedmetadata', () => done(v.duration));
+               v.addEventListener('error', () => done(-1));
+           })""")
+    assert duration == pytest.approx(seconds, abs=0.15)
+    # It plays: time runs on once started.
+    playing = video.evaluate("""v => new Promise(done => {
+               v.muted = true;
+               v.play().then(() => setTimeout(() => done([v.paused, v.currentTime]), 800), () => done([true, 0]));
+           })""")
+    assert not playing[0] and playing[1] > 0.2
+    page.locator("#pt-notes", has_text="timed by the voice").wait_for(timeout=30_000)
+    downloads = page.locator("#pt-downloads").inner_text().replace("\n", "")
+    assert "speech.wav" in downloads and "scores.json" in downloads
+    page.screenshot(path=str(screenshot_dir / "desktop_typed_result.png"), full_page=True)
+    page.close()

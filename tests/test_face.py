@@ -65,3 +65,32 @@ def test_profile_is_flagged(face_analyzer, generated, ref):
     face = face_analyzer.analyze(load_rgb(input_file(ref, generated)))
     assert abs(estimate_yaw_degrees(face.landmarks)) > 35
     assert any("turned" in w for w in face.warnings)
+
+
+@pytest.mark.parametrize("ref", ["two_faces.jpg", *present_samples("images/greenscreen_two_faces_glasses.jpg")])
+def test_faces_are_numbered_from_the_left_and_any_can_be_chosen(face_analyzer, generated, ref):
+    from portraittalk.analysis.face import faces_left_to_right
+
+    rgb = load_rgb(input_file(ref, generated))
+    boxes = [f.box for f in faces_left_to_right(face_analyzer.detect_faces(rgb))]
+    assert len(boxes) >= 2 and [b[0] for b in boxes] == sorted(b[0] for b in boxes)
+    largest = face_analyzer.analyze(rgb)
+    for number, (x0, y0, x1, y1) in enumerate(boxes, start=1):
+        face = face_analyzer.analyze(rgb, number)
+        assert face.number == number and face.faces_found == len(boxes)
+        # The mesh is fitted to that face: its nose tip lies inside that face's box.
+        nose_x, nose_y = face.landmarks[1, :2]
+        assert x0 <= nose_x <= x1 and y0 <= nose_y <= y1
+        assert not face.warnings or not any("faces were found" in w for w in face.warnings)  # chosen: no note
+    assert largest.number == max(range(1, len(boxes) + 1),
+                                 key=lambda n: (boxes[n - 1][2] - boxes[n - 1][0]) * (boxes[n - 1][3] - boxes[n - 1][1]))
+    assert f"face {largest.number} from the left" in " ".join(largest.warnings)
+    with pytest.raises(InputError, match=f"There is no face {len(boxes) + 1} in the portrait: it has {len(boxes)} faces"):
+        face_analyzer.analyze(rgb, len(boxes) + 1)
+
+
+def test_a_face_number_beyond_a_single_face_is_a_clear_error(face_analyzer):
+    rgb = load_rgb(EXAMPLES / "grace_hopper.jpg")
+    assert face_analyzer.analyze(rgb, 1).number == 1
+    with pytest.raises(InputError, match="There is no face 2 in the portrait: it has one face; choose one of them."):
+        face_analyzer.analyze(rgb, 2)

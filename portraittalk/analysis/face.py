@@ -148,27 +148,29 @@ class FaceAnalyzer:
         pts[:, 2] = pts[:, 2] / scale
         return pts
 
-    def analyze(self, rgb: np.ndarray) -> FaceAnalysis:
-        """Find the largest face and return its mesh; InputError when there is no usable face."""
+    def analyze(self, rgb: np.ndarray, face: int | None = None) -> FaceAnalysis:
+        """The mesh of the largest face, or of face number ``face`` counted from the left (1 = the
+        leftmost); InputError when there is no usable face or no face with that number."""
         warnings: list[str] = []
-        faces = self.detect_faces(rgb)
-        landmarks = None
-        if faces:
-            landmarks = self.mesh_in_box(rgb, faces[0].box)
-        if landmarks is None:
+        faces = faces_left_to_right(self.detect_faces(rgb))
+        chosen = choose_face(faces, face)
+        landmarks = self.mesh_in_box(rgb, chosen.box) if chosen is not None else None
+        if landmarks is None and len(faces) <= 1:
             # The detector can miss faces the mesh still fits (close-ups, paintings): try the whole frame.
             h, w = rgb.shape[:2]
             landmarks = self.mesh_in_box(rgb, (0, 0, w, h)) if max(h, w) > 0 else None
             if landmarks is not None and not faces:
                 faces = [DetectedFace(_box_of(landmarks, rgb.shape), 0.5)]
-        if landmarks is None:
+                chosen = choose_face(faces, face)
+        if landmarks is None or chosen is None:
             raise InputError(
                 "No face was found in the portrait; please use a clear, front-facing photo of one person."
             )
         box = _box_of(landmarks, rgb.shape)
-        if len(faces) > 1:
+        number = faces.index(chosen) + 1
+        if len(faces) > 1 and face is None:
             # The box named is the report's face box (the fitted mesh), so the two always agree.
-            warnings.append(f"{len(faces)} faces were found; the largest one (box {list(box)}) is animated.")
+            warnings.append(several_faces_note(len(faces), number, box))
         face_px = max(box[2] - box[0], box[3] - box[1])
         if face_px < 64:
             warnings.append(
@@ -179,7 +181,32 @@ class FaceAnalyzer:
             warnings.append(
                 f"The face is turned about {abs(yaw):.0f}° away from the camera; a front-facing photo works best."
             )
-        return FaceAnalysis(landmarks=landmarks, box=box, faces_found=max(1, len(faces)), warnings=warnings)
+        return FaceAnalysis(landmarks=landmarks, box=box, faces_found=max(1, len(faces)), warnings=warnings,
+                            number=number)
+
+
+def faces_left_to_right(faces: list[DetectedFace]) -> list[DetectedFace]:
+    """Faces in the order they are numbered on the page: by the centre of their box, from the left."""
+    return sorted(faces, key=lambda f: f.box[0] + f.box[2])
+
+
+def choose_face(faces: list[DetectedFace], number: int | None) -> DetectedFace | None:
+    """Face ``number`` (1 = the leftmost) of faces in left-to-right order, or the largest when
+    ``number`` is None; None when there are no faces; InputError for a number with no face."""
+    if not faces:
+        return None
+    if number is None:
+        return max(faces, key=lambda f: f.area)
+    if not 1 <= number <= len(faces):
+        count = "one face" if len(faces) == 1 else f"{len(faces)} faces, numbered 1 to {len(faces)} from the left"
+        raise InputError(f"There is no face {number} in the portrait: it has {count}; choose one of them.")
+    return faces[number - 1]
+
+
+def several_faces_note(count: int, number: int, box: tuple[int, int, int, int]) -> str:
+    """The warning that says which of several faces talks when none was chosen."""
+    return (f"{count} faces were found; the largest one, face {number} from the left (box {list(box)}), is "
+            "animated; to animate another, choose its number.")
 
 
 def estimate_yaw_degrees(landmarks: np.ndarray) -> float:

@@ -40,14 +40,14 @@ def check_files(labelled_paths) -> None:
             raise InputError(f"The {label} file '{path}' does not exist; check the path.")
 
 
-def read_text_arg(value: str | None) -> str | None:
+def read_text_arg(value: str | None, what: str = "transcript") -> str | None:
     """A text option given inline, or as @file.txt (read as UTF-8, bad bytes replaced)."""
     if not value or not value.startswith("@"):
         return value
     try:
         return Path(value[1:]).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        raise InputError(f"The transcript file '{value[1:]}' cannot be read; check the path.") from None
+        raise InputError(f"The {what} file '{value[1:]}' cannot be read; check the path.") from None
 
 
 class ProgressLine:

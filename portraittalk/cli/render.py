@@ -1,4 +1,4 @@
-"""`python -m portraittalk render`: a portrait and a speech recording → a talking-face MP4.
+"""`python -m portraittalk render`: a portrait and a speech recording (or a text to say) → a talking-face MP4.
 
 The options for the settings are made from :class:`~portraittalk.settings.RenderSettings`
 (name, type, default, range, help), so the CLI and the app cannot disagree.
@@ -13,6 +13,7 @@ import types
 import typing
 from dataclasses import fields
 
+from ..errors import InputError
 from ..settings import RenderSettings
 from .common import ProgressLine, check_files, read_text_arg
 
@@ -43,10 +44,11 @@ def add_render_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `render` command on the CLI's sub-parsers."""
     p = subparsers.add_parser("render", help="make a talking-face MP4 from a portrait and a speech recording")
     p.add_argument("--image", required=True, help="portrait photo (JPEG, PNG, WebP, BMP, TIFF)")
-    p.add_argument("--audio", required=True, help="speech recording (WAV, MP3, M4A, OGG, FLAC …)")
+    p.add_argument("--audio", help="speech recording (WAV, MP3, M4A, OGG, FLAC …); or type it with --say")
     p.add_argument("--out", required=True, help="output video path (.mp4)")
     p.add_argument("--scores", help="write per-frame identity scores and the run report here (JSON)")
     p.add_argument("--motion", help="write the motion track here (JSON)")
+    p.add_argument("--wav", help="write the synthesised speech here (WAV; with --say)")
     p.add_argument("--reference", action="append", default=[],
                    help="extra portrait of the same person (repeatable); used for identity scoring")
     add_setting_options(p)
@@ -59,12 +61,17 @@ def run_render(args: argparse.Namespace) -> int:
     from ..pipeline import PortraitTalkPipeline
 
     check_files((("portrait", args.image), ("audio", args.audio)))
+    if (args.audio is None) == (args.text is None):
+        raise InputError("Give the speech either as a recording (--audio FILE) or as a text to say (--say TEXT).")
+    if args.wav and args.text is None:
+        raise InputError("--wav writes the speech made from a text; use it with --say.")
     # Report files are checked before the render, so a bad path never ends in a traceback after it.
-    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json")):
+    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json"), (args.wav, "speech.wav")):
         if report:
             check_output_path(report, example_name)
     settings = RenderSettings(**{f.name: getattr(args, f.name) for f in fields(RenderSettings)})
     settings.transcript = read_text_arg(settings.transcript)
+    settings.text = read_text_arg(settings.text, "text")
     progress = ProgressLine()
     result = PortraitTalkPipeline().render(args.image, args.audio, args.out, settings, progress,
                                            references=args.reference)
@@ -73,6 +80,8 @@ def run_render(args: argparse.Namespace) -> int:
         result.write_scores(args.scores)
     if args.motion:
         result.write_motion(args.motion)
+    if args.wav:
+        result.write_speech(args.wav)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     summary = result.report.get("identity") or {}

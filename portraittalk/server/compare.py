@@ -1,15 +1,18 @@
 """Two videos of the same person measured against one portrait: the evaluations kept in
-memory, the table and curves side by side, and a one-line verdict."""
+memory, the table and curves side by side, a one-line verdict, and both videos in one MP4."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
 from ..evaluation import COMPARE_HEADERS, VideoEvaluation, compare
+from ..evaluation.side_by_side import Panel, caption, side_by_side_video
 from .results import file_digest
 
 COMPARE_NAMES = ("A", "B")
@@ -20,6 +23,7 @@ COMPARE_CURVES = {"identity (cosine)": "identity", "lip sync (local r)": "lip sy
 IDENTITY_DRAW = 0.003
 SYNC_DRAW = 0.05
 EVALUATION_CACHE_ENTRIES = 8
+SIDE_BY_SIDE_FILES = 8
 
 
 class EvaluationCache:
@@ -85,3 +89,31 @@ def side_by_side(evaluations: Sequence[VideoEvaluation]) -> tuple[pd.DataFrame, 
     curves = curves.assign(series=curves["video"] + " " + curves["metric"].map(COMPARE_CURVES))
     return (pd.DataFrame(rows, columns=list(COMPARE_HEADERS)), curves[["time_s", "value", "series"]],
             "\n\n".join([verdict] + notes))
+
+
+class SideBySideStore:
+    """The last few side-by-side videos on disk, one file per pair of evaluations (and sound)."""
+
+    def __init__(self, root: Path, max_files: int = SIDE_BY_SIDE_FILES) -> None:
+        self.root = Path(root)
+        self.max_files = max(1, max_files)
+        self._lock = threading.Lock()
+
+    def video(self, videos: Sequence[str], evaluation_keys: Sequence[str], evaluations: Sequence[VideoEvaluation],
+              audio: str | None) -> Path:
+        """The MP4 of videos A and B side by side, labelled, captioned with their key metrics."""
+        h = hashlib.sha256("\n".join(evaluation_keys).encode())
+        file_digest(h, "audio", audio)
+        out = self.root / f"{h.hexdigest()[:32]}.mp4"
+        with self._lock:
+            if not out.is_file():
+                self.root.mkdir(parents=True, exist_ok=True)
+                panels = [Panel(Path(v), f"{name} · {Path(v).name}", caption(ev.summary()))
+                          for name, v, ev in zip(COMPARE_NAMES, videos, evaluations)]
+                partial = out.with_suffix(".part.mp4")
+                side_by_side_video(panels[0], panels[1], partial, audio)
+                os.replace(partial, out)
+            os.utime(out)  # most recently used
+            for old in sorted(self.root.glob("*.mp4"), key=lambda p: p.stat().st_mtime)[:-self.max_files]:
+                old.unlink(missing_ok=True)
+        return out

@@ -28,6 +28,7 @@ class StoredResult:
     from_cache: bool = False
 
     VIDEO, SCORES_JSON, SCORES_CSV, MOTION_JSON = "portraittalk.mp4", "scores.json", "scores.csv", "motion.json"
+    SPEECH_WAV = "speech.wav"  # the synthesised speech, for a typed text
 
     @property
     def video(self) -> Path:
@@ -35,7 +36,8 @@ class StoredResult:
 
     @property
     def downloads(self) -> list[str]:
-        return [str(self.folder / n) for n in (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON)]
+        names = (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON, self.SPEECH_WAV)
+        return [str(self.folder / n) for n in names if n != self.SPEECH_WAV or (self.folder / n).is_file()]
 
 
 def file_digest(h: Any, role: str, path: str | None) -> None:
@@ -53,6 +55,7 @@ class ResultCache:
     names, settings). Each entry is a folder; the oldest entries are removed past a count."""
 
     FORMAT = 1  # bump when what a folder holds changes
+    SIDE_BY_SIDE = "side-by-side"  # the comparison videos' folder, not an entry
 
     def __init__(self, root: Path, max_entries: int) -> None:
         self.root = Path(root)
@@ -60,7 +63,7 @@ class ResultCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(portrait: str, audio: str, references: Sequence[str], settings: RenderSettings) -> str:
+    def key(portrait: str, audio: str | None, references: Sequence[str], settings: RenderSettings) -> str:
         h = hashlib.sha256()
         h.update(f"portraittalk {PORTRAITTALK_VERSION} cache {ResultCache.FORMAT}\n".encode())
         for role, path in [("portrait", portrait), ("audio", audio)] + [("reference", r) for r in references]:
@@ -90,6 +93,7 @@ class ResultCache:
         (work / StoredResult.SCORES_JSON).write_text(json.dumps(report, indent=1))
         write_scores_csv(report, work / StoredResult.SCORES_CSV)
         result.write_motion(work / StoredResult.MOTION_JSON)
+        result.write_speech(work / StoredResult.SPEECH_WAV)
         folder = self.root / key
         with self._lock:
             if folder.exists():  # an identical request finished first; keep that one
@@ -100,7 +104,8 @@ class ResultCache:
         return StoredResult(folder, report)
 
     def _evict(self) -> None:
-        entries = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("work-")),
+        entries = sorted((p for p in self.root.iterdir()
+                          if p.is_dir() and not p.name.startswith("work-") and p.name != self.SIDE_BY_SIDE),
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[self.max_entries:]:
             shutil.rmtree(old, ignore_errors=True)

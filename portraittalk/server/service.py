@@ -11,19 +11,23 @@ import logging
 import shutil
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from ..analysis.face import faces_left_to_right
+from ..contracts import Box
 from ..errors import InputError
 from ..evaluation import VideoEvaluation, VideoEvaluator, evaluate_video
 from ..io.audio import load_audio
+from ..io.image import load_portrait
 from ..io.video import probe_video
 from ..pipeline import PortraitTalkPipeline, RenderResult
 from ..settings import RenderSettings
-from .compare import COMPARE_NAMES, EvaluationCache, side_by_side
+from ..voices import synthesize_speech
+from .compare import COMPARE_NAMES, EvaluationCache, SideBySideStore, side_by_side
+from .faces import PREVIEW_SIZE, draw_faces, face_at
 from .results import ResultCache, StoredResult
 from .settings import ServerSettings
 
@@ -31,8 +35,8 @@ log = logging.getLogger("portraittalk.app")
 
 MAX_REFERENCES = 4
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-# (image, audio, out, settings, references) → result: how the page has a render made.
-Render = Callable[[str, str, Path, RenderSettings, list[str]], RenderResult]
+# (image, audio or None for a typed text, out, settings, references) → result: how the page has a render made.
+Render = Callable[[str, str | None, Path, RenderSettings, list[str]], RenderResult]
 # (fraction done, message)
 Progress = Callable[[float, str], None]
 
@@ -107,15 +111,19 @@ class RenderService:
         self.settings = settings
         self.results = ResultCache(settings.result_cache, settings.result_cache_entries)
         self.evaluations = EvaluationCache()
+        self.side_by_side_videos = SideBySideStore(settings.result_cache / ResultCache.SIDE_BY_SIDE)
 
     # ---------------------------------------------------------------- render
-    def check_inputs(self, portrait: Any, audio: Any, references: Any) -> tuple[str, str, list[str]]:
-        """Paths of the inputs, or an InputError saying which one is missing."""
+    def check_inputs(self, portrait: Any, audio: Any, references: Any,
+                     text: str | None = None) -> tuple[str, str | None, list[str]]:
+        """Paths of the inputs (no audio for a typed text), or an InputError saying which one is missing."""
         portrait_path, audio_path = as_path(portrait), as_path(audio)
         if not portrait_path:
             raise InputError("Please add a portrait photo first (step 1).")
-        if not audio_path:
-            raise InputError("Please upload or record some speech first (step 2).")
+        if audio_path and text:
+            raise InputError("Please give either a recording or a text to say, not both: clear one of them (step 2).")
+        if not audio_path and not text:
+            raise InputError("Please upload or record some speech first, or type a text to say (step 2).")
         refs = [p for p in (as_path(r) for r in (references or [])) if p]
         if len(refs) > MAX_REFERENCES:
             raise InputError(f"Please add at most {MAX_REFERENCES} extra photos of the person.")
@@ -125,16 +133,39 @@ class RenderService:
         """InputError for a recording that is unreadable, too short or over the server's limit."""
         load_audio(audio_path, max_duration_s=self.settings.max_audio_seconds)
 
-    def face_preview(self, portrait_path: str, max_size: int) -> np.ndarray:
-        """The portrait with the face that will talk outlined (InputError when there is none)."""
-        portrait, face = self.pipeline.analyze_portrait(portrait_path, max_size)
-        image = portrait.rgb.copy()
-        x0, y0, x1, y1 = face.box
-        thickness = max(2, round(max(image.shape[:2]) / 200))
-        cv2.rectangle(image, (x0, y0), (x1, y1), (79, 70, 229), thickness)
-        return image
+    def check_speech(self, audio_path: str | None, settings: RenderSettings) -> None:
+        """InputError for a recording, or a typed text, that cannot be spoken within the server's limit."""
+        if audio_path:
+            self.check_audio(audio_path)
+        else:  # kept by the voices' cache: the render reads the same text at no cost
+            synthesize_speech(settings.text or "", settings.voice).check_duration(self.settings.max_audio_seconds)
 
-    def _render(self, image: str, audio: str, out: Path, settings: RenderSettings,
+    def face_boxes(self, rgb: np.ndarray) -> list[Box]:
+        """The boxes of the faces found, numbered as on the page: from the left."""
+        return [f.box for f in faces_left_to_right(self.pipeline.face_analyzer.detect_faces(rgb))]
+
+    def face_preview(self, portrait_path: str, face: int = 0) -> np.ndarray:
+        """The portrait with every face found outlined and numbered from the left, the one that will
+        talk (number ``face``, or the largest for 0) standing out; InputError when there is none."""
+        portrait, chosen = self.pipeline.analyze_portrait(portrait_path, PREVIEW_SIZE, face or None)
+        return draw_faces(portrait.rgb, self.face_boxes(portrait.rgb) or [chosen.box], chosen.number)
+
+    def faces_shown(self, portrait_path: str | None, face: int = 0,
+                    click: Sequence[float] | None = None) -> tuple[np.ndarray | None, int]:
+        """(preview, number of the face that talks) for the page: the face clicked at ``click`` in the
+        preview, else face number ``face`` (0: the largest). No preview, and 0, for a picture without
+        that face: the request says why when it is made."""
+        if not portrait_path:
+            return None, 0
+        try:
+            if click is not None:
+                rgb = load_portrait(portrait_path, max_size=PREVIEW_SIZE).rgb
+                face = face_at(self.face_boxes(rgb) or [(0, 0, rgb.shape[1], rgb.shape[0])], *click[:2])
+            return self.face_preview(portrait_path, face), face
+        except InputError:
+            return None, 0
+
+    def _render(self, image: str, audio: str | None, out: Path, settings: RenderSettings,
                 references: list[str]) -> RenderResult:
         return self.pipeline.render(image, audio, out, settings, references=references)
 
@@ -145,13 +176,13 @@ class RenderService:
 
         Everything a user can get wrong raises InputError before the slow part starts.
         """
-        portrait_path, audio_path, refs = self.check_inputs(portrait, audio, references)
+        portrait_path, audio_path, refs = self.check_inputs(portrait, audio, references, settings.text)
         key = ResultCache.key(portrait_path, audio_path, refs, settings)
         cached = self.results.get(key)
         if cached is not None:
             return cached
-        progress(0.0, "Checking the recording")
-        self.check_audio(audio_path)
+        progress(0.0, "Checking the recording" if audio_path else "Reading the text aloud")
+        self.check_speech(audio_path, settings)
         work = self.results.new_work_dir()
         try:
             result = (render or self._render)(portrait_path, audio_path, work / StoredResult.VIDEO, settings, refs)
@@ -199,17 +230,31 @@ class RenderService:
             self.evaluations.put(key, found)
         return found
 
-    def compare(self, portrait: Any, video_a: Any, video_b: Any, audio: Any, transcript: str | None,
-                progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-        """Both videos measured against the portrait: (metrics table, curves, verdict and notes)."""
+    def _measure(self, portrait: Any, video_a: Any, video_b: Any, audio: Any, transcript: str | None,
+                 progress: Progress) -> tuple[list[str], list[str], list[VideoEvaluation], str | None]:
+        """(video paths, evaluation keys, evaluations, audio path) of videos A and B."""
         portrait_path, path_a, path_b = self.check_compare_inputs(portrait, video_a, video_b)
         audio_path = as_path(audio)
         if audio_path:
             self.check_audio(audio_path)
         words = (transcript or "").strip() or None
-        evaluations: list[VideoEvaluation] = []
+        keys, evaluations = [], []
         for i, (name, path) in enumerate(zip(COMPARE_NAMES, (path_a, path_b))):
             def report(frac: float, msg: str, i=i, name=name) -> None:
                 progress((i + frac) / 2, f"Video {name}: {msg}")
+            keys.append(EvaluationCache.key(path, portrait_path, audio_path, words))
             evaluations.append(self.evaluate(path, portrait_path, audio_path, words, report))
-        return side_by_side(evaluations)
+        return [path_a, path_b], keys, evaluations, audio_path
+
+    def compare(self, portrait: Any, video_a: Any, video_b: Any, audio: Any, transcript: str | None,
+                progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+        """Both videos measured against the portrait: (metrics table, curves, verdict and notes)."""
+        return side_by_side(self._measure(portrait, video_a, video_b, audio, transcript, progress)[2])
+
+    def compare_video(self, portrait: Any, video_a: Any, video_b: Any, audio: Any, transcript: str | None,
+                      progress: Progress) -> Path:
+        """Both videos side by side in one MP4 (the shared sound: ``audio``, else A's), each captioned
+        with its identity, lip sync and offset; measured once, with the comparison."""
+        videos, keys, evaluations, audio_path = self._measure(portrait, video_a, video_b, audio, transcript, progress)
+        progress(1.0, "Putting the videos side by side")
+        return self.side_by_side_videos.video(videos, keys, evaluations, audio_path)

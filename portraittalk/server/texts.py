@@ -69,7 +69,8 @@ def notes_markdown(report: dict[str, Any], settings_prompt: str) -> str:
     speech = (report.get("input") or {}).get("speech") or {}
     method = {"forced-alignment": "lined up with your transcript",
               "phone-decoder": "recognised from the sound (adding the words improves lip sync)",
-              "acoustic": "followed from the loudness and pitch only (speech not recognised as English)"}
+              "acoustic": "followed from the loudness and pitch only (speech not recognised as English)",
+              "synthesis": "timed by the voice that spoke your text, sound by sound"}
     if speech.get("method"):
         parts.append(f"**Lip sync:** mouth shapes {method.get(speech['method'], speech['method'])}.")
     understood = report.get("prompt")
@@ -115,8 +116,21 @@ HEADER = """
 </div>
 """
 
-STEPS = ("<span class='pt-steps'>**1.** Add a portrait photo · **2.** Upload or record speech · "
+STEPS = ("<span class='pt-steps'>**1.** Add a portrait photo · **2.** Upload, record or type speech · "
          "**3.** Press **Generate**. No photo at hand? Click an example below the button.</span>")
+
+# Typed speech: how many characters make about a second of speech (the English voice reads
+# 12–14 a second, the robotic ones at 150 words a minute about 12).
+CHARACTERS_PER_SECOND = 12
+VOICE_INFO = "Heart speaks American English, naturally; the others are robotic voices for other languages."
+FACE_INFO = "Click a face in the preview, or type its number (1 = the leftmost); 0 = the largest."
+
+
+def say_label(max_seconds: float) -> str:
+    """The text box's label, with its length limit."""
+    return (f"Text to say: up to {max_seconds:g} s of speech, about {round(max_seconds * CHARACTERS_PER_SECOND)} "
+            "characters")
+
 
 ABOUT_SCORES = """
 **Identity plot:** every point is one frame of the video. A face-recognition network (dlib's)
