@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .contracts import FaceAnalysis, IdentityScores, MotionTrack, Portrait
 from .errors import InputError
-from .io.paths import check_output_path
+from .io.paths import check_output_path, write_file
 from .report import RunReport
 from .runtime import opencv_threads, release_freed_memory
 from .settings import MAX_AUDIO_SECONDS, RenderSettings
@@ -50,14 +50,10 @@ class RenderResult:
         return self.run_report.to_dict()
 
     def write_scores(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.report, indent=1))
-        return path
+        return write_file(path, json.dumps(self.report, indent=1))
 
     def write_motion(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.motion.to_json())
-        return path
+        return write_file(path, self.motion.to_json())
 
 
 class PortraitTalkPipeline:
@@ -117,7 +113,8 @@ class PortraitTalkPipeline:
         from .scoring.stream import ScoringThread
 
         s = (settings or RenderSettings()).validated()
-        out_path = check_output_path(out_path)  # before any work: a bad path fails at once
+        # Before any work: a bad path fails at once, and no input can be overwritten.
+        out_path = check_output_path(out_path, inputs=[image, audio, *(references or [])])
         report_progress = progress or (lambda stage, frac, msg: None)
         timings: dict[str, float] = {}
         warnings: list[str] = []
