@@ -161,9 +161,12 @@ class PortraitTalkPipeline:
                     if i % 10 == 0 or i == n_frames - 1:
                         report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
                                         f"Rendering frame {i + 1} of {n_frames}")
-        finally:
+        except BaseException:  # failed or interrupted: the scoring thread stops too
             if scoring is not None:
-                scoring.close()
+                scoring.cancel()
+            raise
+        if scoring is not None:
+            scoring.close()
         timings["render_encode"] = time.perf_counter() - t0
         identity = None
         if scoring is not None:
