@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contracts import FaceAnalysis, IdentityScores, MotionTrack, Portrait
+from .contracts import SAME_PERSON_DISTANCE, FaceAnalysis, IdentityScores, MotionTrack, Portrait
 from .errors import InputError
 from .io.paths import check_output_path, write_file
 from .report import RunReport
@@ -193,8 +193,10 @@ class PortraitTalkPipeline:
         """The identity scorer, fed with the portrait and any extra references; None when not scoring."""
         if not s.score_identity:
             return None
+        from .scoring.identity import same_person_reference
+
         scorer = self.identity_scorer
-        images, boxes = [portrait.rgb], [face.box]
+        images, boxes, names = [portrait.rgb], [face.box], [portrait.source_name]
         for extra in references:
             try:
                 p2, f2 = self.analyze_portrait(extra, s.max_size)
@@ -203,7 +205,12 @@ class PortraitTalkPipeline:
                 continue
             images.append(p2.rgb)
             boxes.append(f2.box)
-        reference = scorer.reference(images, boxes)
+            names.append(p2.source_name)
+        reference, strangers = same_person_reference(scorer.descriptors(images, boxes))
+        for i, distance in strangers:
+            warnings.append(f"The extra reference portrait '{names[i]}' shows someone else than the portrait "
+                            f"(face distance {distance:.2f}, over the same-person threshold "
+                            f"{SAME_PERSON_DISTANCE}); it was not used.")
         if reference is None:
             warnings.append("The face descriptor could not read the portrait; identity scores are unavailable.")
             return None
