@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .contracts import SAME_PERSON_DISTANCE, FaceAnalysis, IdentityScores, MotionTrack, Portrait
 from .errors import InputError
 from .io.paths import check_output_path, write_file
@@ -98,9 +100,10 @@ class PortraitTalkPipeline:
 
     # ------------------------------------------------------------------------------------
     def analyze_portrait(self, image: str | Path | bytes, max_size: int) -> tuple[Portrait, FaceAnalysis]:
+        """The portrait with its face upright (see ``Portrait.upright_turns``) and that face's mesh."""
+        from .analysis.face import stand_upright
         from .io.image import load_portrait
-        portrait = load_portrait(image, max_size=max_size)
-        return portrait, self.face_analyzer.analyze(portrait.rgb)
+        return stand_upright(self.face_analyzer, load_portrait(image, max_size=max_size))
 
     def render(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
@@ -147,15 +150,15 @@ class PortraitTalkPipeline:
         stream = self._identity_stream(s, portrait, face, references or [], warnings)
         # Identity scoring runs in a thread beside rendering; encoding runs in ffmpeg's own process.
         scoring = ScoringThread(stream) if stream is not None else None
-        h, w = portrait.rgb.shape[:2]
         t0 = time.perf_counter()
         try:
             # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
             with muxable_audio(clip) as sound, \
-                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames) as enc, \
+                    VideoEncoder(out_path, portrait.video_size, s.fps, audio_path=sound, frames=n_frames) as enc, \
                     opencv_threads(1 if scoring else None):
                 for i, frame in enumerate(engine.frames(portrait, face, motion, clip)):
-                    enc.write(frame.rgb)
+                    # Frames are drawn upright and shown in the photo's own orientation.
+                    enc.write(np.rot90(frame.rgb, -portrait.upright_turns))
                     if scoring is not None:
                         scoring.put(frame.rgb, frame.box)
                     if i % 10 == 0 or i == n_frames - 1:

@@ -155,7 +155,7 @@ class RenderService:
         x0, y0, x1, y1 = face.box
         thickness = max(2, round(max(image.shape[:2]) / 200))
         cv2.rectangle(image, (x0, y0), (x1, y1), (79, 70, 229), thickness)
-        return image
+        return np.ascontiguousarray(np.rot90(image, -portrait.upright_turns))  # as the photo is shown
 
     def _render(self, image: str, audio: str, out: Path, settings: RenderSettings,
                 references: list[str]) -> RenderResult:
