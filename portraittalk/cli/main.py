@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The program: it takes over stderr (see ``quiet_native_logs``) and SIGINT/SIGTERM."""
     quiet_native_logs()
-    args = build_parser().parse_args(argv)
     interrupts.install()
+    args = build_parser().parse_args(argv)
     try:
         code = args.run(args)
     except KeyboardInterrupt:
