@@ -42,12 +42,20 @@ import PIL.Image
 
 from portraittalk.errors import PortraitTalkError
 from portraittalk.evaluation import COMPARE_HEADERS
+from portraittalk.io.image import too_large_message
 from portraittalk.pipeline import PortraitTalkPipeline, RenderResult
 from portraittalk.runtime import limit_malloc_arenas
 from portraittalk.server import texts
 from portraittalk.server.compare import COMPARE_NAMES
 from portraittalk.server.results import StoredResult
-from portraittalk.server.service import RenderService, as_path, diffusion_availability, example_rows, request_settings
+from portraittalk.server.service import (
+    RenderService,
+    as_path,
+    bad_setting,
+    diffusion_availability,
+    example_rows,
+    request_settings,
+)
 from portraittalk.server.settings import ServerSettings
 from portraittalk.server.uploads import DELETE_CACHE, start_upload_trimmer
 from portraittalk.settings import RenderSettings
@@ -214,12 +222,51 @@ def explain_unreadable_images(image: gr.Image) -> gr.Image:
                 return original(payload)
         except gr.Error:
             raise
+        except PIL.Image.DecompressionBombError:  # the sentence the pipeline (and the CLI) gives
+            name = getattr(payload, "orig_name", None) or Path(getattr(payload, "path", "") or "photo").name
+            raise gr.Error(too_large_message(name), title="Can't read the photo", print_exception=False) from None
         except Exception:
             raise gr.Error("That file is not a picture PortraitTalk can read; please upload a JPEG, PNG "
                            "or WebP photo.", title="Can't read the photo", print_exception=False) from None
 
     image.preprocess = preprocess
     return image
+
+
+def explain_bad_settings(controls: dict[str, Any]) -> None:
+    """Make every value an API client may send for a setting either work or end in one sentence.
+
+    Gradio checks a control's value before any handler runs: the output size as text ("1024",
+    as the API schema advertises it) would be refused, and a value that is no number at all
+    ("abc", NaN, Infinity) would end in Gradio's generic error. Its own sentences about a
+    bound ("Value 500 is greater than maximum value 30.") stay.
+    """
+    for name, control in controls.items():
+        if name in OFFERED and not isinstance(control, gr.Textbox):
+            _explain_values(control, name)
+
+
+def _explain_values(control: Any, name: str) -> None:
+    original = control.preprocess
+    choices = [value for _, value in getattr(control, "choices", None) or []]
+
+    def refuse(payload: Any) -> gr.Error:
+        return gr.Error(bad_setting(name, payload, choices), title="Can't make this video", print_exception=False)
+
+    def preprocess(payload):
+        if choices and payload is not None:
+            match = next((c for c in choices if str(c) == str(payload).strip()), None)
+            if match is None:
+                raise refuse(payload)
+            payload = match
+        try:
+            return original(payload)
+        except gr.Error:
+            raise
+        except Exception:
+            raise refuse(payload) from None
+
+    control.preprocess = preprocess
 
 
 def restore_cached_plots(plot: gr.LinePlot) -> gr.LinePlot:
@@ -308,6 +355,7 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                 controls["guidance_scale"] = slider(
                                     "guidance_scale", "Guidance scale", interactive=diffusion_ok,
                                     info="Diffusion engine only: how strictly it follows the audio, identity and prompt.")
+                        explain_bad_settings(controls)
                     # ---------------- outputs ----------------
                     with gr.Column(scale=1, min_width=320):
                         preview = gr.Image(label="Faces found: click the one that should talk", visible=False,
@@ -355,7 +403,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                     players: list[gr.Video] = []  # side by side, A then B
                     for name in COMPARE_NAMES:
                         with gr.Column(scale=2, min_width=260):
-                            player = gr.Video(label=f"Video {name}", sources=["upload"], height=300,
+                            player = gr.Video(label=f"Video {name} (up to {service.settings.max_audio_seconds:g} s)",
+                                              sources=["upload"], height=300,
                                               elem_id=f"pt-compare-{name.lower()}")
                             use_last = gr.Button(f"Use my last result as {name}", size="sm",
                                                  elem_id=f"pt-use-last-{name.lower()}")

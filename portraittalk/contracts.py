@@ -25,10 +25,25 @@ class Portrait:
     source_name: str  # file name only, for reports
     original_size: tuple[int, int]  # (width, height) of the file before any size cap
     notes: list[str] = field(default_factory=list)  # conversions applied (16-bit, RGBA, CMYK…)
+    # Quarter turns (np.rot90's k) that stood the face upright in ``rgb``; the video turns back.
+    upright_turns: int = 0
 
     @property
     def size(self) -> tuple[int, int]:
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    @property
+    def video_size(self) -> tuple[int, int]:
+        """(width, height) of the video: the photo's own orientation."""
+        w, h = self.size
+        return (h, w) if self.upright_turns % 2 else (w, h)
+
+    def box_in_video(self, box: Box) -> Box:
+        """A box in ``rgb`` as it lies in the video (turned back with the frames)."""
+        (x0, y0, x1, y1), (w, h) = box, self.size
+        for _ in range(-self.upright_turns % 4):  # one np.rot90 turn: (x, y) → (y, w - x)
+            (x0, y0, x1, y1), (w, h) = (y0, w - x1, y1, w - x0), (h, w)
+        return x0, y0, x1, y1
 
 
 @dataclass

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contracts import FaceAnalysis, IdentityScores, MotionTrack, Portrait
+import numpy as np
+
+from .contracts import SAME_PERSON_DISTANCE, FaceAnalysis, IdentityScores, MotionTrack, Portrait
 from .errors import InputError
-from .io.paths import check_output_path
+from .io.paths import check_output_path, write_file
 from .report import RunReport
 from .runtime import opencv_threads, release_freed_memory
 from .settings import MAX_AUDIO_SECONDS, RenderSettings
@@ -54,14 +56,10 @@ class RenderResult:
         return self.run_report.to_dict()
 
     def write_scores(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.report, indent=1))
-        return path
+        return write_file(path, json.dumps(self.report, indent=1))
 
     def write_motion(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.motion.to_json())
-        return path
+        return write_file(path, self.motion.to_json())
 
     def write_speech(self, path: str | Path) -> Path | None:
         """The synthesised speech as a WAV file; None (nothing written) for a recording."""
@@ -111,9 +109,11 @@ class PortraitTalkPipeline:
     # ------------------------------------------------------------------------------------
     def analyze_portrait(self, image: str | Path | bytes, max_size: int,
                          face: int | None = None) -> tuple[Portrait, FaceAnalysis]:
+        """The portrait with its face upright (see ``Portrait.upright_turns``) and the mesh of the
+        largest face, or of face number ``face``."""
+        from .analysis.face import stand_upright
         from .io.image import load_portrait
-        portrait = load_portrait(image, max_size=max_size)
-        return portrait, self.face_analyzer.analyze(portrait.rgb, face)
+        return stand_upright(self.face_analyzer, load_portrait(image, max_size=max_size), face)
 
     def render(self, image: str | Path | bytes, audio: str | Path | None, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
@@ -121,7 +121,8 @@ class PortraitTalkPipeline:
         """A talking-face video of the portrait saying ``audio`` (a recording), or, when the
         settings hold a text (and ``audio`` is None), that text read by the settings' voice."""
         s = (settings or RenderSettings()).validated()
-        out_path = check_output_path(out_path)  # before any work: a bad path fails at once
+        # Before any work: a bad path fails at once, and no input can be overwritten.
+        out_path = check_output_path(out_path, inputs=[image, audio, *(references or [])])
         if not s.text:
             if audio is None:
                 raise InputError("There is no speech: give a recording, or a text to say.")
@@ -180,23 +181,26 @@ class PortraitTalkPipeline:
         stream = self._identity_stream(s, portrait, face, references or [], warnings)
         # Identity scoring runs in a thread beside rendering; encoding runs in ffmpeg's own process.
         scoring = ScoringThread(stream) if stream is not None else None
-        h, w = portrait.rgb.shape[:2]
         t0 = time.perf_counter()
         try:
             # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
             with muxable_audio(clip) as sound, \
-                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames) as enc, \
+                    VideoEncoder(out_path, portrait.video_size, s.fps, audio_path=sound, frames=n_frames) as enc, \
                     opencv_threads(1 if scoring else None):
                 for i, frame in enumerate(engine.frames(portrait, face, motion, clip)):
-                    enc.write(frame.rgb)
+                    # Frames are drawn upright and shown in the photo's own orientation.
+                    enc.write(np.rot90(frame.rgb, -portrait.upright_turns))
                     if scoring is not None:
                         scoring.put(frame.rgb, frame.box)
                     if i % 10 == 0 or i == n_frames - 1:
                         report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
                                         f"Rendering frame {i + 1} of {n_frames}")
-        finally:
+        except BaseException:  # failed or interrupted: the scoring thread stops too
             if scoring is not None:
-                scoring.close()
+                scoring.cancel()
+            raise
+        if scoring is not None:
+            scoring.close()
         timings["render_encode"] = time.perf_counter() - t0
         identity = None
         if scoring is not None:
@@ -223,8 +227,10 @@ class PortraitTalkPipeline:
         """The identity scorer, fed with the portrait and any extra references; None when not scoring."""
         if not s.score_identity:
             return None
+        from .scoring.identity import same_person_reference
+
         scorer = self.identity_scorer
-        images, boxes = [portrait.rgb], [face.box]
+        images, boxes, names = [portrait.rgb], [face.box], [portrait.source_name]
         for extra in references:
             try:
                 p2, f2 = self.analyze_portrait(extra, s.max_size)
@@ -233,7 +239,12 @@ class PortraitTalkPipeline:
                 continue
             images.append(p2.rgb)
             boxes.append(f2.box)
-        reference = scorer.reference(images, boxes)
+            names.append(p2.source_name)
+        reference, strangers = same_person_reference(scorer.descriptors(images, boxes))
+        for i, distance in strangers:
+            warnings.append(f"The extra reference portrait '{names[i]}' shows someone else than the portrait "
+                            f"(face distance {distance:.2f}, over the same-person threshold "
+                            f"{SAME_PERSON_DISTANCE}); it was not used.")
         if reference is None:
             warnings.append("The face descriptor could not read the portrait; identity scores are unavailable.")
             return None

@@ -106,9 +106,10 @@ class RunReport:
               spoken: SynthesizedSpeech | None = None) -> RunReport:
         fps = s.fps
         inputs = InputReport(
-            image=ImageReport(portrait.source_name, list(portrait.original_size), list(portrait.size), portrait.notes),
-            face=FaceReport(list(face.box), face.faces_found, round(estimate_yaw_degrees(face.landmarks), 1),
-                            face.number),
+            image=ImageReport(portrait.source_name, list(portrait.original_size), list(portrait.video_size),
+                              portrait.notes),
+            face=FaceReport(list(portrait.box_in_video(face.box)), face.faces_found,
+                            round(estimate_yaw_degrees(face.landmarks), 1), face.number),
             audio=AudioReport(Path(clip.source_path).name, round(clip.duration_s, 3), clip.original_rate,
                               clip.original_channels, clip.codec),
             speech=SpeechReport(speech.method, speech.language, round(float(speech.speech_ratio), 3),
@@ -122,7 +123,7 @@ class RunReport:
                 for f in identity.frames])
         return cls(
             video=VideoReport(str(out_path), fps, motion.n_frames, round(motion.n_frames / fps, 3),
-                              list(portrait.size)),
+                              list(portrait.video_size)),
             identity=scores,
             timings_s={k: round(v, 3) for k, v in timings.items()},
             realtime_factor=round(timings.get("total", 0.0) / max(clip.duration_s, 1e-6), 3),

@@ -17,12 +17,12 @@ import math
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from ..contracts import FaceAnalysis
+from ..contracts import FaceAnalysis, Portrait
 from ..errors import InputError
 
 # Landmark indices of mediapipe's canonical face mesh that the rest of the code names.
@@ -257,3 +257,65 @@ def _square_crop(rgb: np.ndarray, cx: float, cy: float, side: float, out: int):
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     crop = cv2.warpAffine(rgb, m, (out, out), flags=interp, borderMode=cv2.BORDER_REPLICATE)
     return crop, origin, scale
+
+
+# -- orientation: a photo stored sideways or upside down ----------------------------------------
+
+# Detector scores (0…1) of the best turn and the mesh's turn further apart than this overrule the mesh.
+_CLEARLY_BETTER = 0.1
+
+def stand_upright(analyzer: FaceAnalyzer, portrait: Portrait,
+                  face_number: int | None = None) -> tuple[Portrait, FaceAnalysis]:
+    """The portrait turned by quarter turns so that its face is upright, and that face's mesh.
+
+    The engines animate an upright face; an upside-down one would get its mouth painted
+    between its eyes. The returned portrait says how it was turned (``upright_turns``), so
+    the video can turn its frames back to the photo's own orientation.
+    """
+    try:
+        face = analyzer.analyze(portrait.rgb, face_number)
+    except InputError:
+        turns = upright_turns(analyzer, portrait.rgb, None)
+        if turns == 0:
+            raise  # no turn shows a face either
+    else:
+        turns = upright_turns(analyzer, portrait.rgb, face)
+        if turns == 0:
+            return portrait, face
+    rgb = np.ascontiguousarray(np.rot90(portrait.rgb, turns))
+    note = ("the face is upside down: it was animated upright and the video keeps the photo's orientation"
+            if turns == 2 else "the face lies on its side: it was animated upright and the video keeps the "
+            "photo's orientation")
+    upright = replace(portrait, rgb=rgb, upright_turns=turns, notes=[*portrait.notes, note])
+    return upright, analyzer.analyze(rgb, face_number)
+
+
+def upright_turns(analyzer: FaceAnalyzer, rgb: np.ndarray, face: FaceAnalysis | None) -> int:
+    """Quarter turns (np.rot90's k) that make the face in ``rgb`` upright.
+
+    The face detector scores an upright face highest, but a face on its side can score as
+    high as upright. The mesh fits a face rolled by up to about a quarter turn correctly, so
+    its eyes-to-mouth direction gives the turn; but it fits an upside-down face as if upright
+    (its mouth on the real eyes). So the mesh's turn and the opposite one are told apart by
+    the detector, whose own best turn wins only when clearly better (the mesh may have been
+    fitted to something else than a face).
+    """
+    scores = [_detector_score(analyzer, np.rot90(rgb, k)) for k in range(4)]
+    best = int(np.argmax(scores))
+    if face is None:
+        return best
+    guess = _turns_from_mesh(face.landmarks)
+    pick = max((guess, (guess + 2) % 4), key=lambda k: scores[k])  # a tie keeps the mesh's own reading
+    return best if scores[best] > scores[pick] + _CLEARLY_BETTER else pick
+
+
+def _turns_from_mesh(landmarks: np.ndarray) -> int:
+    eyes = (landmarks[RIGHT_EYE_OUTER, :2] + landmarks[LEFT_EYE_OUTER, :2]) / 2
+    mouth = (landmarks[UPPER_LIP_OUTER, :2] + landmarks[LOWER_LIP_OUTER, :2]) / 2
+    dx, dy = mouth - eyes
+    # How far down the eyes-to-mouth direction points after k counter-clockwise turns.
+    return int(np.argmax([dy, -dx, -dy, dx]))
+
+
+def _detector_score(analyzer: FaceAnalyzer, rgb: np.ndarray) -> float:
+    return max((f.score for f in analyzer.detect_faces(np.ascontiguousarray(rgb))), default=0.0)

@@ -40,27 +40,40 @@ def check_files(labelled_paths) -> None:
             raise InputError(f"The {label} file '{path}' does not exist; check the path.")
 
 
+def text_file(value: str | None) -> str | None:
+    """The file named by a text option given as @file.txt, else None."""
+    return value[1:] if value and value.startswith("@") else None
+
+
 def read_text_arg(value: str | None, what: str = "transcript") -> str | None:
     """A text option given inline, or as @file.txt (read as UTF-8, bad bytes replaced)."""
-    if not value or not value.startswith("@"):
+    path = text_file(value)
+    if path is None:
         return value
     try:
-        return Path(value[1:]).read_text(encoding="utf-8", errors="replace")
+        return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        raise InputError(f"The {what} file '{value[1:]}' cannot be read; check the path.") from None
+        raise InputError(f"The {what} file '{path}' cannot be read; check the path.") from None
 
 
 class ProgressLine:
     """A pipeline progress callback that redraws one line on a terminal's stderr (silent
-    when stderr is not a terminal); `done()` ends the line."""
+    when stderr is not a terminal) and, given a ``log`` file, appends one line per step to it
+    ("0.150 motion Planning the motion"), for a script that follows the run; `done()` ends both."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path | None = None) -> None:
         self.shown = sys.stderr.isatty()
+        self._log = open(log, "a", buffering=1, encoding="utf-8") if log is not None else None
 
     def __call__(self, stage: str, frac: float, msg: str) -> None:
         if self.shown:
             print(f"\r{int(frac * 100):3d}% {msg:<40}", end="", file=sys.stderr, flush=True)
+        if self._log is not None:
+            self._log.write(f"{frac:.3f} {stage} {msg}\n")
 
     def done(self) -> None:
         if self.shown:
             print(file=sys.stderr)
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import ProgressLine, check_files, read_text_arg
+from .common import ProgressLine, check_files, read_text_arg, text_file
 
 
 def add_compare_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,13 +38,13 @@ def run_compare(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
     from ..evaluation import compare, evaluate_video
     from ..evaluation.side_by_side import Panel, caption, side_by_side_video
-    from ..io.paths import check_output_path
+    from ..io.paths import check_outputs, write_file
 
     check_files((("video A", args.video_a), ("video B", args.video_b), ("portrait", args.image),
                  ("audio", args.audio)))
-    out = check_output_path(args.out, "side_by_side.mp4")
-    if args.json_out:
-        check_output_path(args.json_out, "comparison.json")
+    inputs = [args.video_a, args.video_b, args.image, args.audio, text_file(args.transcript)]
+    outputs = check_outputs({"side_by_side.mp4": args.out, "comparison.json": args.json_out}, inputs)
+    out = outputs["side_by_side.mp4"]
     transcript = read_text_arg(args.transcript)
     progress = ProgressLine()
     evaluations = []
@@ -62,9 +62,9 @@ def run_compare(args: argparse.Namespace) -> int:
     for label, a, b, better in [["", "A", "B", "better"], *rows]:
         print(f"{label:{widths[0]}}  {a:>{widths[1]}}  {b:>{widths[2]}}  {better}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"side_by_side": str(out), "table": rows,
-                                                   "a": evaluations[0].to_dict(), "b": evaluations[1].to_dict()},
-                                                  indent=1))
+        write_file(outputs["comparison.json"], json.dumps({"side_by_side": str(out), "table": rows,
+                                                          "a": evaluations[0].to_dict(),
+                                                          "b": evaluations[1].to_dict()}, indent=1))
         print(f"report: {args.json_out}")
     print(f"video: {out}")
     return 0

@@ -11,9 +11,8 @@ InputError, which the CLI turns into one sentence and exit code 2.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .common import ProgressLine, check_files, read_text_arg
+from .common import ProgressLine, check_files, read_text_arg, text_file
 
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,16 +31,17 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
     from ..evaluation import evaluate_video
+    from ..io.paths import check_outputs, write_file
 
     check_files((("video", args.video), ("portrait", args.image), ("audio", args.audio)))
+    out = check_outputs({"report.json": args.json_out},
+                        inputs=[args.video, args.image, args.audio, text_file(args.transcript)])
     transcript = read_text_arg(args.transcript)
     progress = ProgressLine()
     result = evaluate_video(args.video, args.image, args.audio, transcript, progress=progress)
     progress.done()
     print(result.to_text())
     if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result.to_json(out)
-        print(f"report: {out}")
+        write_file(out["report.json"], result.to_json())
+        print(f"report: {args.json_out}")
     return 0

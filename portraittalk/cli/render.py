@@ -15,7 +15,7 @@ from dataclasses import fields
 
 from ..errors import InputError
 from ..settings import RenderSettings
-from .common import ProgressLine, check_files, read_text_arg
+from .common import ProgressLine, check_files, read_text_arg, text_file
 
 
 def option_name(f) -> str:
@@ -51,37 +51,41 @@ def add_render_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--wav", help="write the synthesised speech here (WAV; with --say)")
     p.add_argument("--reference", action="append", default=[],
                    help="extra portrait of the same person (repeatable); used for identity scoring")
+    p.add_argument("--progress-log", metavar="FILE",
+                   help="append one line per progress step to FILE (fraction done, stage, message)")
     add_setting_options(p)
     return p
 
 
 def run_render(args: argparse.Namespace) -> int:
     """Run the command; returns the exit code (InputError propagates to the CLI's handler)."""
-    from ..io.paths import check_output_path
+    from ..io.paths import check_outputs
     from ..pipeline import PortraitTalkPipeline
 
-    check_files((("portrait", args.image), ("audio", args.audio)))
+    check_files((("portrait", args.image), ("audio", args.audio), *(("reference portrait", r) for r in args.reference)))
     if (args.audio is None) == (args.text is None):
         raise InputError("Give the speech either as a recording (--audio FILE) or as a text to say (--say TEXT).")
     if args.wav and args.text is None:
         raise InputError("--wav writes the speech made from a text; use it with --say.")
-    # Report files are checked before the render, so a bad path never ends in a traceback after it.
-    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json"), (args.wav, "speech.wav")):
-        if report:
-            check_output_path(report, example_name)
+    # Every output is checked before the render, against the inputs and each other, so a bad
+    # path never ends in a traceback after it, nor overwrites anything but a file.
+    out = check_outputs({"talk.mp4": args.out, "scores.json": args.scores, "motion.json": args.motion,
+                         "speech.wav": args.wav, "progress.log": args.progress_log},
+                        inputs=[args.image, args.audio, *args.reference, text_file(args.transcript),
+                                text_file(args.text)])
     settings = RenderSettings(**{f.name: getattr(args, f.name) for f in fields(RenderSettings)})
     settings.transcript = read_text_arg(settings.transcript)
     settings.text = read_text_arg(settings.text, "text")
-    progress = ProgressLine()
-    result = PortraitTalkPipeline().render(args.image, args.audio, args.out, settings, progress,
+    progress = ProgressLine(out.get("progress.log"))
+    result = PortraitTalkPipeline().render(args.image, args.audio, out["talk.mp4"], settings, progress,
                                            references=args.reference)
     progress.done()
     if args.scores:
-        result.write_scores(args.scores)
+        result.write_scores(out["scores.json"])
     if args.motion:
-        result.write_motion(args.motion)
+        result.write_motion(out["motion.json"])
     if args.wav:
-        result.write_speech(args.wav)
+        result.write_speech(out["speech.wav"])
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     summary = result.report.get("identity") or {}

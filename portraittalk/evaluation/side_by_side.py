@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import InputError
-from ..io.audio import INPUT_GUARD, ffmpeg_exe
+from ..io.audio import INPUT_GUARD, ffmpeg_exe, ffmpeg_file
+from ..io.paths import discard, publish, temporary_beside
 from ..io.video import VideoEncodingError, probe_video
 from .report import COMPARE_ROWS, with_unit
 
@@ -83,18 +84,22 @@ def side_by_side_video(left: Panel, right: Panel, out: str | Path, audio: str | 
                                    "[s][2:v]overlay=0:0,format=yuv420p[v]"])
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
         for path in inputs:
-            cmd += [*INPUT_GUARD, "-i", str(path)]
+            cmd += [*INPUT_GUARD, "-i", ffmpeg_file(path)]
         cmd += ["-filter_complex", graph, "-map", "[v]"]
         if sound is not None:
             cmd += ["-map", f"{sound}:a:0", "-c:a", "aac", "-b:a", "160k"]
         cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-r", f"{fps:g}",
-                "-t", f"{duration:.4f}", "-movflags", "+faststart", "-f", "mp4", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        out.unlink(missing_ok=True)
-        log = proc.stderr.decode("utf-8", "replace")
-        raise VideoEncodingError(f"Making the side-by-side video failed: {log.strip().splitlines()[-1:]}", log)
-    return out
+                "-t", f"{duration:.4f}", "-movflags", "+faststart", "-f", "mp4"]
+        partial = temporary_beside(out, ".encoding-")  # the output appears only when complete
+        try:
+            proc = subprocess.run([*cmd, ffmpeg_file(partial)], capture_output=True, check=False)
+            if proc.returncode != 0:
+                log = proc.stderr.decode("utf-8", "replace")
+                raise VideoEncodingError(f"Making the side-by-side video failed: {log.strip().splitlines()[-1:]}",
+                                         log)
+            return publish(partial, out)
+        finally:
+            discard(partial)
 
 
 def caption_height(video_height: int) -> int:

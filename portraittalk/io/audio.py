@@ -8,9 +8,9 @@ from the stream line ffmpeg prints, e.g.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
-import tempfile
 import wave
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ import numpy as np
 
 from ..contracts import AudioClip
 from ..errors import InputError
+from .paths import scratch_folder
 
 ANALYSIS_RATE = 16000
 MIN_DURATION_S = 0.3
@@ -62,6 +63,12 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_file(path: str | Path) -> str:
+    """A file path as ffmpeg must be given it: ffmpeg reads "pipe:0.wav" (any name with a
+    colon) as a protocol, so every path goes through the file protocol, absolute."""
+    return "file:" + os.path.abspath(path)
+
+
 def load_audio(source: str | Path, max_duration_s: float | None = None) -> AudioClip:
     """Decode ``source`` to mono float32 at 16 kHz, cleaned (no NaN, no DC, within ±1).
 
@@ -75,7 +82,7 @@ def load_audio(source: str | Path, max_duration_s: float | None = None) -> Audio
     if path.stat().st_size == 0:
         raise InputError(f"'{name}' is empty (0 bytes); please upload the recording again.")
 
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *INPUT_GUARD, "-i", str(path),
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *INPUT_GUARD, "-i", ffmpeg_file(path),
            "-map", "0:a:0", "-vn", "-sn", "-dn"]
     if max_duration_s is not None:
         # Decode only a little past the limit: enough to know it is too long, while
@@ -108,7 +115,7 @@ def load_audio(source: str | Path, max_duration_s: float | None = None) -> Audio
     if max_duration_s is not None and duration > max_duration_s + 0.5 / ANALYSIS_RATE:
         stated = info.duration_s if info.duration_s and info.duration_s > max_duration_s else duration
         raise InputError(
-            f"The recording is {_clock(stated)} long but the limit is {_clock(max_duration_s)}; "
+            f"The recording is {clock(stated)} long but the limit is {clock(max_duration_s)}; "
             "please trim it or upload a shorter clip.")
     if duration < MIN_DURATION_S:
         raise InputError(
@@ -139,8 +146,8 @@ def muxable_audio(clip: AudioClip) -> Iterator[Path]:
     if not clip.codec.startswith("pcm_f"):
         yield source
         return
-    with tempfile.TemporaryDirectory(prefix="portraittalk-sound-") as folder:
-        cleaned = Path(folder) / "sound.wav"
+    with scratch_folder(prefix="portraittalk-sound-") as folder:
+        cleaned = folder / "sound.wav"
         had_bad_samples = _write_finite_copy(source, cleaned, clip)
         yield cleaned if had_bad_samples else source
 
@@ -151,7 +158,7 @@ def _write_finite_copy(source: Path, dest: Path, clip: AudioClip) -> bool:
     channels = 1 if clip.original_channels == 1 else 2
     rate = clip.original_rate if 8000 <= clip.original_rate <= 192000 else 48000
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", *INPUT_GUARD,
-           "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn", "-t", f"{clip.duration_s + 1.0:.3f}",
+           "-i", ffmpeg_file(source), "-map", "0:a:0", "-vn", "-sn", "-dn", "-t", f"{clip.duration_s + 1.0:.3f}",
            "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
     frame_bytes = 4 * channels
     had_bad = False
@@ -179,7 +186,7 @@ def _write_finite_copy(source: Path, dest: Path, clip: AudioClip) -> bool:
 
 def probe_audio(source: str | Path) -> AudioStreamInfo | None:
     """Stream info of the first audio stream of a file, or None when it has none."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *INPUT_GUARD, "-i", str(source)],
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *INPUT_GUARD, "-i", ffmpeg_file(source)],
                           capture_output=True, timeout=60, check=False)
     return parse_audio_stream(proc.stderr.decode("utf-8", "replace"))
 
@@ -237,7 +244,7 @@ def _layout_channels(layout: str) -> int:
     return 0
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     seconds = float(seconds)
     if seconds < 60:
         return f"{seconds:.1f} s"

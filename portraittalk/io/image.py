@@ -53,7 +53,7 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
         try:
             image = Image.open(io.BytesIO(data), formats=_accepted_formats())
         except Image.DecompressionBombError:
-            raise InputError(_too_large_message(name)) from None
+            raise InputError(too_large_message(name)) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             raise InputError(
                 f"'{name}' is not an image PortraitTalk can read; please use a {_SUPPORTED} photo."
@@ -63,13 +63,13 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
 
         width, height = image.size
         if width * height > MAX_PIXELS:
-            raise InputError(_too_large_message(name, width, height))
+            raise InputError(too_large_message(name, width, height))
         if width < 1 or height < 1:
             raise InputError(_damaged_message(name))
         try:
             image = _decode_first_frame(image, max_size, notes)
         except Image.DecompressionBombError:
-            raise InputError(_too_large_message(name, width, height)) from None
+            raise InputError(too_large_message(name, width, height)) from None
         except InputError:
             raise
         except Exception:  # noqa: BLE001 (decoders raise many types on damaged data: OSError, IndexError, struct.error, …)
@@ -182,7 +182,7 @@ def _read_source(source: str | Path | bytes) -> tuple[bytes, str]:
     return data, name
 
 
-def _too_large_message(name: str, width: int | None = None, height: int | None = None) -> str:
+def too_large_message(name: str, width: int | None = None, height: int | None = None) -> str:
     size = f" ({width}×{height} pixels)" if width and height else ""
     return (f"'{name}' is too large{size}; please use an image under {MAX_PIXELS // 1_000_000} megapixels, "
             "for example by resizing it to 2000 pixels on the long side.")

@@ -8,7 +8,6 @@ ffmpeg run; otherwise it is muxed in a second, cheap pass (the video stream is c
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tempfile
@@ -19,7 +18,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import PortraitTalkError
-from .audio import INPUT_GUARD, ffmpeg_exe, probe_audio, split_ffmpeg_fields
+from .audio import INPUT_GUARD, ffmpeg_exe, ffmpeg_file, probe_audio, split_ffmpeg_fields
+from .paths import discard, publish, temporary_beside
 
 # Sample rates the AAC encoder (and browsers) accept; anything else is resampled.
 _AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
@@ -82,13 +82,24 @@ class VideoEncoder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # an interrupt while finishing, too: no ffmpeg and no temporary left
+                self.abort()
+                raise
         else:
             self.abort()
 
     def open(self) -> None:
         if self._proc is not None:
             return
+        try:
+            self._start()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _start(self) -> None:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         if self.audio_path is not None and not self.audio_path.is_file():
             raise FileNotFoundError(f"audio file not found: {self.audio_path}")
@@ -96,9 +107,7 @@ class VideoEncoder:
         # One run when the length is known up front: no second pass over the file.
         audio_now = self.audio_path is not None and self.expected_frames is not None
         audio_out = self._audio_output() if audio_now else []
-        fd, tmp = tempfile.mkstemp(prefix=".encoding-", suffix=".mp4", dir=self.out_path.parent)
-        os.close(fd)
-        self._video_tmp = Path(tmp)
+        self._video_tmp = temporary_beside(self.out_path, ".encoding-")
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{self.fps:g}",
@@ -115,7 +124,7 @@ class VideoEncoder:
         cmd += audio_out
         if self.audio_path is None or audio_now:
             cmd += ["-movflags", "+faststart"]  # otherwise the muxing pass does it
-        cmd += ["-f", "mp4", str(self._video_tmp)]
+        cmd += ["-f", "mp4", ffmpeg_file(str(self._video_tmp))]
         self._audio_muxed = audio_now
         self._log_file = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file)
@@ -157,7 +166,7 @@ class VideoEncoder:
             raise ValueError(f"{self.n_frames} frames were written, {self.expected_frames} were announced")
         try:
             if self.audio_path is None or self._audio_muxed:
-                os.replace(self._video_tmp, self.out_path)
+                publish(self._video_tmp, self.out_path)
             else:
                 self._mux_audio()
         finally:
@@ -177,7 +186,7 @@ class VideoEncoder:
 
     def _audio_input(self, video_duration: float) -> list[str]:
         """ffmpeg arguments reading the audio file, no longer than the video lasts."""
-        return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", str(self.audio_path)]
+        return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", ffmpeg_file(str(self.audio_path))]
 
     def _audio_output(self) -> list[str]:
         """ffmpeg arguments encoding that audio as AAC a browser plays."""
@@ -190,25 +199,21 @@ class VideoEncoder:
         return ["-af", "aformat=sample_fmts=s16", "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate)]
 
     def _mux_audio(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".muxing-", suffix=".mp4", dir=self.out_path.parent)
-        os.close(fd)
-        muxed = Path(tmp)
+        muxed = temporary_beside(self.out_path, ".muxing-")
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-            "-i", str(self._video_tmp), *self._audio_input(self.n_frames / self.fps),
+            "-i", ffmpeg_file(str(self._video_tmp)), *self._audio_input(self.n_frames / self.fps),
             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *self._audio_output(),
-            "-movflags", "+faststart", "-f", "mp4", str(muxed),
+            "-movflags", "+faststart", "-f", "mp4", ffmpeg_file(muxed),
         ]
-        proc = subprocess.run(cmd, capture_output=True, check=False)
-        if proc.returncode != 0:
-            muxed.unlink(missing_ok=True)
-            log = proc.stderr.decode("utf-8", "replace")
-            raise VideoEncodingError(f"Adding the audio track failed: {_last_line(log)}", log)
         try:
-            os.replace(muxed, self.out_path)
-        except OSError:
-            muxed.unlink(missing_ok=True)
-            raise
+            proc = subprocess.run(cmd, capture_output=True, check=False)
+            if proc.returncode != 0:
+                log = proc.stderr.decode("utf-8", "replace")
+                raise VideoEncodingError(f"Adding the audio track failed: {_last_line(log)}", log)
+            publish(muxed, self.out_path)
+        finally:
+            discard(muxed)
 
     def _fail(self, what: str) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -224,8 +229,7 @@ class VideoEncoder:
         raise VideoEncodingError(f"{what}: ffmpeg stopped ({_last_line(log) or 'no message'}).", log)
 
     def _cleanup(self) -> None:
-        if self._video_tmp is not None:
-            self._video_tmp.unlink(missing_ok=True)
+        discard(self._video_tmp)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -252,7 +256,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     if not path.is_file():
         raise FileNotFoundError(path)
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(path), "-map", "0:v:0", "-c", "copy",
          "-f", "null", "-progress", "pipe:1", "-nostats", "-"],
         capture_output=True, check=False)
     log = proc.stderr.decode("utf-8", "replace")
@@ -285,7 +289,7 @@ def probe_video(path: str | Path) -> VideoInfo:
 def _decoded_audio_seconds(path: Path, rate: int) -> float:
     """Decode the first audio track to mono 16-bit PCM and count samples (streamed)."""
     proc = subprocess.Popen(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", ffmpeg_file(path), "-map", "0:a:0",
          "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     n_bytes = 0
@@ -299,7 +303,7 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield every frame of a video as (h, w, 3) uint8 RGB."""
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    reader = imageio_ffmpeg.read_frames(ffmpeg_file(path), pix_fmt="rgb24")
     meta = next(reader)
     width, height = meta["size"]
     try:

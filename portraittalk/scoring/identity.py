@@ -192,6 +192,30 @@ class IdentityStream:
         self._pending = []
 
 
+def same_person_reference(descriptors: Sequence[np.ndarray | None]) -> tuple[np.ndarray | None,
+                                                                             list[tuple[int, float]]]:
+    """The identity reference: the mean of the portrait's descriptor (the first) and those of
+    extra pictures of the person.
+
+    An extra picture farther than the same-person distance from the portrait shows someone
+    else: it is left out (returned as (index, distance)) rather than blended in. The
+    reference is None when the portrait itself has no descriptor.
+    """
+    own = descriptors[0] if len(descriptors) else None
+    if own is None:
+        return None, []
+    kept, strangers = [own], []
+    for i, other in enumerate(descriptors[1:], 1):
+        if other is None:
+            continue
+        distance = float(np.linalg.norm(np.asarray(other, np.float64) - own))
+        if distance > SAME_PERSON_DISTANCE:
+            strangers.append((i, distance))
+        else:
+            kept.append(other)
+    return np.mean(kept, axis=0).astype(np.float32), strangers
+
+
 def compare(descriptor: np.ndarray | None, reference: np.ndarray, index: int) -> FrameScore:
     """Cosine similarity and Euclidean distance of a descriptor to the reference."""
     if descriptor is None:

@@ -20,11 +20,16 @@ class FrameStream(Protocol):
     def finish(self) -> IdentityScores: ...
 
 
+# How often a waiting scoring thread looks whether the render was cancelled.
+_POLL_S = 0.25
+
+
 class ScoringThread:
     """Feeds ``stream`` from a thread of its own (the descriptor network releases the GIL).
 
     ``put`` blocks once ``backlog`` frames wait, so memory stays bounded when scoring is the
     slower side. An error in the thread is kept and raised by ``finish``, never lost silently.
+    ``cancel`` stops it when the render fails or is interrupted.
     """
 
     def __init__(self, stream: FrameStream, backlog: int = 16) -> None:
@@ -32,6 +37,7 @@ class ScoringThread:
         self._jobs: queue.Queue[tuple[np.ndarray, Box] | None] = queue.Queue(maxsize=backlog)
         self._failure: BaseException | None = None
         self.busy_s = 0.0  # time spent scoring, in the thread
+        self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -42,6 +48,12 @@ class ScoringThread:
         """No more frames: the thread ends once it has scored what it holds."""
         self._jobs.put(None)
 
+    def cancel(self, timeout_s: float = 5.0) -> None:
+        """Stop without scoring what waits; returns once the thread has ended (or after
+        ``timeout_s``). Touches no lock of the queue: an interrupt may have left one held."""
+        self._cancelled.set()
+        self._thread.join(timeout_s)
+
     def finish(self) -> IdentityScores:
         """Wait for the thread (after ``close``) and return the scores of every frame put."""
         self._thread.join()
@@ -50,8 +62,11 @@ class ScoringThread:
         return self._stream.finish()
 
     def _run(self) -> None:
-        while True:
-            item = self._jobs.get()
+        while not self._cancelled.is_set():
+            try:
+                item = self._jobs.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             if self._failure is not None:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__ as PORTRAITTALK_VERSION
 from ..contracts import SAME_PERSON_DISTANCE
+from ..io.paths import write_file
 from ..pipeline import RenderResult
 from ..settings import RenderSettings
 
@@ -61,6 +64,7 @@ class ResultCache:
         self.root = Path(root)
         self.max_entries = max(1, max_entries)
         self._lock = threading.Lock()
+        self._last_use_ns = 0
 
     @staticmethod
     def key(portrait: str, audio: str | None, references: Sequence[str], settings: RenderSettings) -> str:
@@ -79,7 +83,8 @@ class ResultCache:
             return None
         if not (folder / StoredResult.VIDEO).is_file():
             return None
-        os.utime(folder)  # most recently used
+        with self._lock:
+            self._mark_used(folder)
         return StoredResult(folder, report, from_cache=True)
 
     def new_work_dir(self) -> Path:
@@ -90,7 +95,7 @@ class ResultCache:
     def store(self, key: str, result: RenderResult, work: Path) -> StoredResult:
         """Write the downloads next to the video in ``work`` and publish it under ``key``."""
         report = result.run_report.for_download(StoredResult.VIDEO)
-        (work / StoredResult.SCORES_JSON).write_text(json.dumps(report, indent=1))
+        write_file(work / StoredResult.SCORES_JSON, json.dumps(report, indent=1))
         write_scores_csv(report, work / StoredResult.SCORES_CSV)
         result.write_motion(work / StoredResult.MOTION_JSON)
         result.write_speech(work / StoredResult.SPEECH_WAV)
@@ -100,8 +105,15 @@ class ResultCache:
                 shutil.rmtree(work, ignore_errors=True)
             else:
                 os.replace(work, folder)
+                self._mark_used(folder)
             self._evict()
         return StoredResult(folder, report)
+
+    def _mark_used(self, folder: Path) -> None:
+        """Stamp the folder as the most recently used. The stamp is set explicitly, always later
+        than the one before: the file system's own clock ticks too coarsely to order two quick uses."""
+        self._last_use_ns = max(time.time_ns(), self._last_use_ns + 1)
+        os.utime(folder, ns=(self._last_use_ns, self._last_use_ns))
 
     def _evict(self) -> None:
         entries = sorted((p for p in self.root.iterdir()
@@ -114,11 +126,11 @@ class ResultCache:
 def write_scores_csv(report: dict[str, Any], path: Path) -> Path:
     """Per-frame identity scores as CSV (empty table with a header when scoring was off)."""
     frames = (report.get("identity") or {}).get("frames", [])
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["frame", "time_s", "cosine", "distance", "similarity", "same_person", "face_found"])
-        for fr in frames:
-            w.writerow([fr["frame"], fr["time_s"], fr["cosine"], fr["distance"],
-                        round(1.0 - fr["distance"], 5), fr["distance"] <= SAME_PERSON_DISTANCE,
-                        fr["face_found"]])
-    return path
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["frame", "time_s", "cosine", "distance", "similarity", "same_person", "face_found"])
+    for fr in frames:
+        w.writerow([fr["frame"], fr["time_s"], fr["cosine"], fr["distance"],
+                    round(1.0 - fr["distance"], 5), fr["distance"] <= SAME_PERSON_DISTANCE,
+                    fr["face_found"]])
+    return write_file(path, text.getvalue())

@@ -6,8 +6,10 @@ caches; the page (app.py) and the tests build it and hand it around.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import math
 import shutil
 import typing
 from pathlib import Path
@@ -20,7 +22,7 @@ from ..analysis.face import faces_left_to_right
 from ..contracts import Box
 from ..errors import InputError
 from ..evaluation import VideoEvaluation, VideoEvaluator, evaluate_video
-from ..io.audio import load_audio
+from ..io.audio import clock, load_audio
 from ..io.image import load_portrait
 from ..io.video import probe_video
 from ..pipeline import PortraitTalkPipeline, RenderResult
@@ -52,23 +54,44 @@ def as_path(value: Any) -> str | None:
 
 def request_settings(values: Mapping[str, Any]) -> RenderSettings:
     """RenderSettings from the values of the page's controls or of an API call, by field
-    name; a missing or empty one takes the page's default."""
+    name; a missing or empty one takes the page's default. Numbers may come as numbers or
+    as text (the API schema advertises the output sizes as text); one that is not a finite
+    number is refused with :func:`bad_setting`, one out of range by RenderSettings."""
     hints = typing.get_type_hints(RenderSettings)
     settings: dict[str, Any] = {}
-    try:
-        for name, offer in RenderSettings.offered().items():
-            value = values.get(name)
-            if isinstance(value, str):
-                value = value.strip()
-            if value is None or value == "":
-                settings[name] = offer.default
-            elif hints[name] in (int, float):
-                settings[name] = hints[name](float(value))
-            else:
-                settings[name] = value
-        return RenderSettings(**settings).validated()
-    except (TypeError, ValueError, OverflowError) as err:
-        raise InputError(f"A setting has a value that is not a number ({err}); please reset it.") from None
+    for name, offer in RenderSettings.offered().items():
+        value = values.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            settings[name] = offer.default
+            continue
+        if hints[name] in (int, float):
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                raise InputError(bad_setting(name, value)) from None
+            if not math.isfinite(number):
+                raise InputError(bad_setting(name, value))
+            value = int(number) if hints[name] is int and number.is_integer() else number
+        settings[name] = value
+    return RenderSettings(**settings).validated()
+
+
+def bad_setting(name: str, value: Any, choices: Sequence[Any] = ()) -> str:
+    """The sentence for a value the page could not have sent for setting ``name``, naming what
+    it takes (``choices``: what this page offers, when that is less than the setting's own)."""
+    offer = RenderSettings.offered()[name]
+    spec = RenderSettings.spec(next(f for f in dataclasses.fields(RenderSettings) if f.name == name))
+    choices = choices or offer.choices
+    if choices:
+        allowed = "one of " + ", ".join(str(c) for c in choices)
+    elif spec.whole:
+        allowed = f"a whole number from {offer.lo:g} up"
+    else:
+        allowed = f"a number from {offer.lo:g} to {offer.hi:g}"
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "…"
+    return f"The setting '{name}' needs {allowed}; {shown} is not a {'value' if choices else 'number'} it takes."
 
 
 def diffusion_availability() -> tuple[bool, str]:
@@ -148,7 +171,8 @@ class RenderService:
         """The portrait with every face found outlined and numbered from the left, the one that will
         talk (number ``face``, or the largest for 0) standing out; InputError when there is none."""
         portrait, chosen = self.pipeline.analyze_portrait(portrait_path, PREVIEW_SIZE, face or None)
-        return draw_faces(portrait.rgb, self.face_boxes(portrait.rgb) or [chosen.box], chosen.number)
+        drawn = draw_faces(portrait.rgb, self.face_boxes(portrait.rgb) or [chosen.box], chosen.number)
+        return np.ascontiguousarray(np.rot90(drawn, -portrait.upright_turns))  # as the photo is shown
 
     def faces_shown(self, portrait_path: str | None, face: int = 0,
                     click: Sequence[float] | None = None) -> tuple[np.ndarray | None, int]:
@@ -212,10 +236,15 @@ class RenderService:
                 raise InputError(f"Please add video {name}: upload a video, or use your last result from the "
                                  "Generate tab.")
             try:
-                probe_video(path)
+                info = probe_video(path)
             except (OSError, ValueError):
                 raise InputError(f"Video {name} ('{Path(path).name}') is not a video PortraitTalk can read; "
                                  "please use an MP4, MOV, WebM or AVI file.") from None
+            # Measuring holds the render queue: bounded like the speech a render may take.
+            limit = self.settings.max_audio_seconds
+            if info.duration_s > limit + 1.0 / max(info.fps, 1.0):  # one frame of slack
+                raise InputError(f"Video {name} ('{Path(path).name}') is {clock(info.duration_s)} long but the limit "
+                                 f"is {clock(limit)}; please trim it or compare shorter clips.")
             paths.append(path)
         return portrait_path, paths[0], paths[1]
 
