@@ -11,7 +11,7 @@ from portraittalk.engines.diffusion.loading import WEIGHTS_ENV
 from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
 from portraittalk.errors import EngineUnavailableError
 
-from .conftest import SAMPLES
+from .conftest import input_file, present_samples
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -103,29 +103,38 @@ def test_gpu_functions_are_plain_functions_off_spaces():
     assert engine._refine_on_gpu.__name__ == "_refine_on_gpu"
 
 
-def test_face_descriptors_separate_people():
-    paths = {name: SAMPLES / "images" / name for name in
-             ("obama_official_portrait.jpg", "astronaut_eileen_collins.png", "grace_hopper_glasses.jpg")}
-    if not all(p.is_file() for p in paths.values()):
-        pytest.skip("shared sample portraits not available")
-    from PIL import Image
-
+@pytest.fixture(scope="module")
+def face_embedder():
     from portraittalk.engines.diffusion.identity import FaceEmbedder
 
-    embed = FaceEmbedder()
-    def load(path):  # portraits at about face-crop size, as the engine gets them
-        image = Image.open(path).convert("RGB")
+    return FaceEmbedder()
+
+
+@pytest.mark.parametrize("subject, others", [
+    ("examples/grace_hopper.jpg", ("examples/astronaut_eileen_collins.jpg",)),
+    ("examples/astronaut_eileen_collins.jpg", ("examples/grace_hopper.jpg",)),
+    *present_samples(("images/obama_official_portrait.jpg",
+                      ("images/astronaut_eileen_collins.png", "images/grace_hopper_glasses.jpg"))),
+])
+def test_face_descriptors_separate_people(face_embedder, generated, subject, others):
+    from PIL import Image
+
+    def load(ref):  # portraits at about face-crop size, as the engine gets them
+        image = Image.open(input_file(ref, generated)).convert("RGB")
         image.thumbnail((400, 400))
         return np.asarray(image)
 
-    rgb = {k: load(p) for k, p in paths.items()}
-    obama = embed(rgb["obama_official_portrait.jpg"])
-    mirrored = embed(np.ascontiguousarray(rgb["obama_official_portrait.jpg"][:, ::-1]))
-    assert obama.shape == (128,)
-    assert np.linalg.norm(obama - mirrored) < 0.6  # dlib's same-person threshold
-    for other in ("astronaut_eileen_collins.png", "grace_hopper_glasses.jpg"):
-        assert np.linalg.norm(obama - embed(rgb[other])) > 0.6
+    rgb = load(subject)
+    person = face_embedder(rgb)
+    mirrored = face_embedder(np.ascontiguousarray(rgb[:, ::-1]))
+    assert person.shape == (128,)
+    assert np.linalg.norm(person - mirrored) < 0.6  # dlib's same-person threshold
+    for other in others:
+        assert np.linalg.norm(person - face_embedder(load(other))) > 0.6
+
+
+def test_face_descriptor_of_an_unreadable_crop(face_embedder):
     # A crop the detector cannot read still gets a descriptor, from the crop's central face box.
     drawn, _, _ = synthetic_talking_clip(n_frames=1, size=96, fps=25.0)
-    fallback = embed(drawn[0])
+    fallback = face_embedder(drawn[0])
     assert fallback.shape == (128,) and np.isfinite(fallback).all()

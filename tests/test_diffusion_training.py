@@ -1,7 +1,5 @@
 """Two-stage training on a tiny synthetic talking clip; data caching and video preprocessing."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,8 +17,7 @@ from portraittalk.engines.diffusion.pipeline import PortraitTalkPipeline
 from portraittalk.engines.diffusion.tiny import build_tiny_pipeline, synthetic_talking_clip
 from portraittalk.engines.diffusion.train import TrainConfig, _parser, train
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-
+from .conftest import input_file, present_samples
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -120,14 +117,16 @@ def test_face_crop_geometry():
     assert inside.mean() > 250
 
 
-def test_preprocess_a_real_talking_video(tmp_path):
-    portrait_path = SAMPLES / "images" / "obama_official_portrait.jpg"
-    speech = SAMPLES / "audio" / "jfk_inaugural_en_16k.wav"
-    if not portrait_path.is_file() or not speech.is_file():
-        pytest.skip("shared sample portraits / speech not available")
+@pytest.mark.parametrize("portrait_ref, speech_ref", [
+    ("examples/grace_hopper.jpg", "examples/librivox_0880.wav"),
+    ("examples/astronaut_eileen_collins.jpg", "examples/librivox_0870.wav"),
+    *present_samples(("images/obama_official_portrait.jpg", "audio/jfk_inaugural_en_16k.wav")),
+])
+def test_preprocess_a_real_talking_video(tmp_path, generated, portrait_ref, speech_ref):
     import cv2
     import imageio_ffmpeg
 
+    portrait_path, speech = input_file(portrait_ref, generated), input_file(speech_ref, generated)
     portrait = cv2.cvtColor(cv2.imread(str(portrait_path)), cv2.COLOR_BGR2RGB)
     portrait = cv2.resize(portrait, (320, 400), interpolation=cv2.INTER_AREA)
     video = tmp_path / "talk.mp4"

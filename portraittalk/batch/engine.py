@@ -8,6 +8,7 @@ both tries is given up, and the batch carries on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -17,8 +18,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import ray
+from ray import ObjectRef
+from ray.actor import ActorHandle
 
 from ..errors import EngineUnavailableError
 from .worker import JobOutcome, RenderWorker, WorkItem
@@ -31,9 +35,11 @@ TRIES_PER_JOB = 2
 POLL_S = 1.0  # how often the progress display hears from a busy pool
 CONNECT_TIMEOUT_S = 10
 
+Worker = ActorHandle[RenderWorker]
+
 
 @contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None = None):
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
     """Connected to Ray inside the block: the cluster at ``address``, or a new local instance
     with ``num_cpus`` (default: this machine's). A connection the process already has is used
     as it is and left open."""
@@ -41,15 +47,15 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         yield
         return
     # The driver's own package goes to every worker, so cluster nodes run the same code.
-    options = dict(logging_level=logging.ERROR, log_to_driver=False,
-                   runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])],
-                                "excludes": ["__pycache__"]})
+    init = functools.partial(ray.init, logging_level=logging.ERROR, log_to_driver=False,
+                             runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])],
+                                          "excludes": ["__pycache__"]})
     try:
         if address:
             _check_reachable(address)
-            ray.init(address=address, **options)
+            init(address=address)
         else:
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **options)
+            init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
         reason = str(err).strip().splitlines()[0].split(". ")[0].rstrip(".")
@@ -89,17 +95,18 @@ class WorkerPool:
         self.cpus_each = math.floor(min(CPUS_PER_WORKER, cpus / self.size) * 1e4) / 1e4 if cpus else CPUS_PER_WORKER
         self.ready_s: float | None = None  # from starting the workers until the first had its models loaded
         self._t0 = 0.0
-        self._actors: list = []
-        self._starting: dict = {}  # ready future -> actor
-        self._idle: list = []
-        self._running: dict = {}  # render future -> (actor, item, time handed over)
+        self._actors: list[Worker] = []
+        self._starting: dict[ObjectRef[str], Worker] = {}  # ready future -> actor
+        self._idle: list[Worker] = []
+        self._running: dict[ObjectRef[JobOutcome], tuple[Worker, WorkItem, float]] = {}  # -> actor, item, handed over
         self._last_death: Exception | None = None
 
     def _start(self) -> None:
         actor_class = ray.remote(RenderWorker).options(
             num_cpus=self.cpus_each, max_restarts=-1, max_task_retries=TRIES_PER_JOB - 1)
         self._t0 = time.perf_counter()
-        self._actors = [actor_class.remote() for _ in range(self.size)]
+        # Ray types ActorClass.remote() as "a handle or the class"; it returns a handle.
+        self._actors = [cast(Worker, actor_class.remote()) for _ in range(self.size)]
         self._starting = {actor.ready.remote(): actor for actor in self._actors}
 
     @property
@@ -143,7 +150,7 @@ class WorkerPool:
         for actor in self._actors:
             ray.kill(actor)
 
-    def _started(self, future) -> None:
+    def _started(self, future: ObjectRef[str]) -> None:
         actor = self._starting.pop(future)
         try:
             ray.get(future)
@@ -154,7 +161,7 @@ class WorkerPool:
             self.ready_s = round(time.perf_counter() - self._t0, 3)
         self._idle.append(actor)
 
-    def _finish(self, future) -> Finished:
+    def _finish(self, future: ObjectRef[JobOutcome]) -> Finished:
         actor, item, t0 = self._running.pop(future)
         try:
             outcome = ray.get(future)

@@ -151,7 +151,8 @@ def _job(number: int, line: int, row: dict, jobs_file: Path) -> Job:
             raise InputError(f"{where}: the transcript file '{transcript[1:]}' cannot be read "
                              "(paths are relative to the JOBS file's folder); check the path.") from None
     try:
-        settings = RenderSettings(**{k: _convert(k, v) for k, v in values.items()}).validated()
+        converted: dict[str, typing.Any] = {k: _convert(k, v) for k, v in values.items()}  # each as its field's type
+        settings = RenderSettings(**converted).validated()
     except InputError as err:
         return Job(job_id, line, sources["portrait"], sources["audio"], references, None, str(err))
     return Job(job_id, line, sources["portrait"], sources["audio"], references, settings)
@@ -164,7 +165,7 @@ def _resolve(value: str, jobs_file: Path) -> str:
     return str(path if path.is_absolute() else (jobs_file.parent / path).resolve())
 
 
-def _convert(name: str, value):
+def _convert(name: str, value: object) -> bool | int | float | str:
     """A CSV cell (text) or a JSON value, as the type the setting has."""
     kind = SETTING_TYPES[name]
     if kind is bool:
@@ -175,11 +176,11 @@ def _convert(name: str, value):
             return text in _TRUE
         raise InputError(f"The setting '{name}' must be true or false (got {value!r}).")
     if kind in (int, float):
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise InputError(f"The setting '{name}' must be a number (got {value!r}).")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except ValueError:
             raise InputError(f"The setting '{name}' must be a number (got {value!r}).") from None
         if kind is int:
             if not number.is_integer():

@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TextIO
 
 from ..errors import InputError
 from .worker import JobOutcome
@@ -100,13 +102,13 @@ def finished_row(out: Path, job_id: str, key: str) -> ResultRow | None:
 
 def write_results(out: Path, rows: list[ResultRow]) -> None:
     """results.csv and results.jsonl, one row per job in the JOBS file's order."""
-    def replace(name: str, write) -> None:
+    def replace(name: str, write: Callable[[TextIO], object]) -> None:
         tmp = out / f".{name}.tmp"
         with tmp.open("w", newline="", encoding="utf-8") as f:
             write(f)
         os.replace(tmp, out / name)
 
-    def csv_rows(f) -> None:
+    def csv_rows(f: TextIO) -> None:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in asdict(r).items()} for r in rows)

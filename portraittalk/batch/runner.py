@@ -88,13 +88,13 @@ class _Batch:
     def work(self) -> Iterator[WorkItem]:
         """The jobs that need rendering, read from disk (or downloaded) one at a time."""
         for job in self.jobs:
-            if job.error is None:
+            if job.settings is not None:
                 try:
                     portrait, audio = read_input(job.portrait, "portrait"), read_input(job.audio, "audio")
                     references = [read_input(r, "reference portrait") for r in job.references]
                 except InputError as err:
                     job = dataclasses.replace(job, settings=None, error=str(err))
-            if job.error is not None:
+            if job.settings is None:  # a bad value in the JOBS file or an unreadable input: error says which
                 self.finish(JobOutcome(job.id, job.error, ""), "")
                 if self.stopped:
                     return

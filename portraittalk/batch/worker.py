@@ -98,7 +98,8 @@ class RenderWorker:
         with tempfile.TemporaryDirectory(prefix="portraittalk-job-") as tmp:
             folder = Path(tmp)
             portrait, audio = _save(folder / "portrait", item.portrait), _save(folder / "audio", item.audio)
-            references = [_save(folder / f"reference{i}", r) for i, r in enumerate(item.references)]
+            references: list[str | Path | bytes] = [_save(folder / f"reference{i}", r)
+                                                    for i, r in enumerate(item.references)]
             try:
                 result = self._pipeline.render(portrait, audio, folder / "video.mp4", item.settings,
                                                progress=log.progress, references=references)

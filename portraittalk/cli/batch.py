@@ -12,7 +12,7 @@ import json
 EXIT_JOBS_FAILED = 3
 
 
-def add_batch_parser(subparsers) -> argparse.ArgumentParser:
+def add_batch_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     b = subparsers.add_parser(
         "batch", help="render many videos from a CSV or JSONL file of jobs, locally or on a Ray cluster",
         description="One job per row: portrait, audio (paths relative to the JOBS file, or URLs), and "

@@ -26,6 +26,7 @@ stays cheap.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 _EXPORTS = {
     "PortraitTalkPipeline": "pipeline",
@@ -49,7 +50,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(name)

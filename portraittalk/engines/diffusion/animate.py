@@ -15,8 +15,12 @@ independently); :func:`add_motion_modules` turns it into the motion UNet for sta
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+# Not ``from diffusers import …``: to a type checker those names are diffusers' placeholder classes.
+from diffusers.models import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from torch import nn
 
 from .attention import STATE_KWARG, ConditionAttentionAdapter, DenoiserConditions, install_denoiser_processors
@@ -31,7 +35,7 @@ class AnimateNet(nn.Module):
         structure_encoder: StructureEncoder,
         audio_projection: AudioProjection,
         condition_adapter: ConditionAttentionAdapter,
-    ):
+    ) -> None:
         super().__init__()
         self.unet = unet
         self.structure_encoder = structure_encoder
@@ -45,12 +49,12 @@ class AnimateNet(nn.Module):
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.in_channels) - int(self.structure_encoder.config.out_channels)
+        return int(self.unet.config["in_channels"]) - int(self.structure_encoder.config["out_channels"])
 
     def encode_structure(self, maps: torch.Tensor | None, latents: torch.Tensor) -> torch.Tensor:
         """``(B, F, C, H, W)`` maps (or None) → ``(B, k, F, h, w)`` features on the latent grid."""
         b, _, f, h, w = latents.shape
-        k = int(self.structure_encoder.config.out_channels)
+        k = int(self.structure_encoder.config["out_channels"])
         if maps is None:
             return latents.new_zeros(b, k, f, h, w)
         feats = self.structure_encoder(maps.flatten(0, 1))
@@ -120,13 +124,13 @@ def zero_motion_outputs(adapter_or_unet: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def motion_adapter_for(unet: UNet2DConditionModel, **overrides) -> MotionAdapter:
+def motion_adapter_for(unet: UNet2DConditionModel, **overrides: Any) -> MotionAdapter:
     """A fresh, zero-output motion adapter shaped for ``unet``."""
-    config = dict(
-        block_out_channels=tuple(unet.config.block_out_channels),
-        motion_layers_per_block=unet.config.layers_per_block,
+    config: dict[str, Any] = dict(
+        block_out_channels=tuple(unet.config["block_out_channels"]),
+        motion_layers_per_block=unet.config["layers_per_block"],
         motion_num_attention_heads=8,
-        motion_norm_num_groups=unet.config.norm_num_groups,
+        motion_norm_num_groups=unet.config["norm_num_groups"],
         motion_max_seq_length=32,
         use_motion_mid_block=True,
     )

@@ -29,19 +29,26 @@ accepts that single keyword so diffusers never warns about unexpected arguments.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttentionProcessor
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+if TYPE_CHECKING:
+    from diffusers.models import UNet2DConditionModel, UNetMotionModel
 
 #: The single keyword our processors read from ``cross_attention_kwargs``.
 STATE_KWARG = "portraittalk"
 #: Extra conditions that get their own key/value projections.
 EXTRA_CONDITIONS = ("identity", "audio")
+#: An attention processor: diffusers calls it with the layer, its input and the keyword arguments.
+Processor = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -77,12 +84,21 @@ class DenoiserConditions:
         )
         self.reference_all = self.reference_keep is None or bool(self.reference_keep.all())
 
-    def condition(self, name: str) -> tuple[torch.Tensor | None, torch.Tensor | None, bool]:
+    def condition(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Tokens and per-sample scales of an extra condition; None when it is off for every sample."""
         if name == "identity":
-            return self.identity_tokens, self.identity_scale, self.identity_active
-        if name == "audio":
-            return self.audio_tokens, self.audio_scale, self.audio_active
-        raise KeyError(name)
+            tokens, scale, active = self.identity_tokens, self.identity_scale, self.identity_active
+        elif name == "audio":
+            tokens, scale, active = self.audio_tokens, self.audio_scale, self.audio_active
+        else:
+            raise KeyError(name)
+        return (tokens, scale) if active and tokens is not None and scale is not None else None
+
+    def reference(self, layer: str) -> torch.Tensor | None:
+        """The reference tokens for ``layer``; None when reference attention is off for every sample."""
+        if not self.reference_active or self.reference_features is None:
+            return None
+        return self.reference_features.get(layer)
 
 
 def _any_nonzero(tokens: torch.Tensor | None, scale: torch.Tensor | None) -> bool:
@@ -93,13 +109,17 @@ def _split_heads(x: torch.Tensor, batch: int, heads: int, head_dim: int) -> torc
     return x.view(batch, -1, heads, head_dim).transpose(1, 2)
 
 
-def _prepare(attn: Attention, hidden_states: torch.Tensor, temb: torch.Tensor | None):
+Shape4 = tuple[int, int, int, int]  # (batch, channels, height, width) of a 4-D attention input
+
+
+def _prepare(attn: Attention, hidden_states: torch.Tensor,
+             temb: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, Shape4 | None]:
     """The input handling of ``AttnProcessor2_0``, shared so our output matches it bit for bit."""
     residual = hidden_states
     if attn.spatial_norm is not None:
         hidden_states = attn.spatial_norm(hidden_states, temb)
     input_ndim = hidden_states.ndim
-    shape4 = None
+    shape4: Shape4 | None = None
     if input_ndim == 4:
         batch_size, channel, height, width = hidden_states.shape
         shape4 = (batch_size, channel, height, width)
@@ -107,8 +127,10 @@ def _prepare(attn: Attention, hidden_states: torch.Tensor, temb: torch.Tensor | 
     return residual, hidden_states, shape4
 
 
-def _project(attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
-             attention_mask):
+def _project(
+    attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+) -> tuple[int, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``AttnProcessor2_0``'s mask, norms and q/k/v projections: (batch, mask, query, key, value)."""
     batch_size, sequence_length, _ = (
         hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
@@ -124,7 +146,8 @@ def _project(attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states
     return batch_size, attention_mask, query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
 
 
-def _attend(attn: Attention, batch_size: int, query, key, value, attention_mask):
+def _attend(attn: Attention, batch_size: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+            attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Multi-head scaled dot-product attention as ``AttnProcessor2_0`` does it:
     (query split into heads, head size, output before the out-projection)."""
     head_dim = key.shape[-1] // attn.heads
@@ -140,7 +163,7 @@ def _attend(attn: Attention, batch_size: int, query, key, value, attention_mask)
     return query, head_dim, out.to(query.dtype)
 
 
-def _finish(attn: Attention, hidden_states: torch.Tensor, residual: torch.Tensor, shape4) -> torch.Tensor:
+def _finish(attn: Attention, hidden_states: torch.Tensor, residual: torch.Tensor, shape4: Shape4 | None) -> torch.Tensor:
     hidden_states = attn.to_out[0](hidden_states)
     hidden_states = attn.to_out[1](hidden_states)
     if shape4 is not None:
@@ -150,7 +173,8 @@ def _finish(attn: Attention, hidden_states: torch.Tensor, residual: torch.Tensor
     return hidden_states / attn.rescale_output_factor
 
 
-def _mask_for_sdpa(attn: Attention, attention_mask, sequence_length: int, batch_size: int):
+def _mask_for_sdpa(attn: Attention, attention_mask: torch.Tensor | None, sequence_length: int,
+                   batch_size: int) -> torch.Tensor | None:
     if attention_mask is None:
         return None
     attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
@@ -165,7 +189,7 @@ class DecoupledCrossAttnProcessor:
     extra scales at 0, this is the base processor.
     """
 
-    def __init__(self, layer: str, kv: dict[str, tuple[nn.Linear, nn.Linear]] | None = None):
+    def __init__(self, layer: str, kv: dict[str, tuple[nn.Linear, nn.Linear]] | None = None) -> None:
         self.layer = layer
         self.kv = dict(kv or {})
 
@@ -189,9 +213,10 @@ class DecoupledCrossAttnProcessor:
             if state.text_scale != 1.0:
                 out = out * state.text_scale
             for name, (to_k, to_v) in self.kv.items():
-                tokens, scale, active = state.condition(name)
-                if not active:
+                condition = state.condition(name)
+                if condition is None:
                     continue
+                tokens, scale = condition
                 tokens = tokens.to(dtype=query.dtype)
                 k = _split_heads(to_k(tokens), batch_size, attn.heads, head_dim)
                 v = _split_heads(to_v(tokens), batch_size, attn.heads, head_dim)
@@ -209,7 +234,7 @@ class ReferenceAttnProcessor:
     values are computed over ``[own tokens, reference tokens]``. Otherwise it is the base processor.
     """
 
-    def __init__(self, layer: str):
+    def __init__(self, layer: str) -> None:
         self.layer = layer
 
     def __call__(
@@ -225,15 +250,13 @@ class ReferenceAttnProcessor:
         if isinstance(portraittalk, ReferenceCapture):
             portraittalk.features[self.layer] = hidden_states
 
-        reference = None
         state = portraittalk if isinstance(portraittalk, DenoiserConditions) else None
-        if encoder_hidden_states is None and state is not None and state.reference_active:
-            reference = state.reference_features.get(self.layer)
+        reference = state.reference(self.layer) if state is not None and encoder_hidden_states is None else None
 
         batch_size, attention_mask, query, key, value = _project(attn, hidden_states, encoder_hidden_states,
                                                                  attention_mask)
 
-        if reference is not None:
+        if state is not None and reference is not None:
             # Project the (few) reference rows once, then gather one row per denoiser sample.
             reference = reference.to(dtype=key.dtype)
             ref_key = attn.to_k(reference)
@@ -245,7 +268,7 @@ class ReferenceAttnProcessor:
             value = torch.cat([value, ref_value], dim=1)
             if attention_mask is not None:
                 raise ValueError("reference attention does not support a self-attention mask")
-            if not state.reference_all:
+            if state.reference_keep is not None and not state.reference_all:
                 own = torch.ones(batch_size, key.shape[1] - ref_key.shape[1], dtype=torch.bool, device=key.device)
                 ref = state.reference_keep.to(key.device).view(-1, 1).expand(-1, ref_key.shape[1])
                 attention_mask = torch.cat([own, ref], dim=1)[:, None, None, :]
@@ -261,41 +284,40 @@ def _module_key(layer: str) -> str:
 
 def spatial_attention_layers(unet: nn.Module) -> dict[str, Attention]:
     """Spatial self-/cross-attention modules of a (motion) UNet by name, motion modules excluded."""
-    layers = {}
+    layers: dict[str, Attention] = {}
     for name, module in unet.named_modules():
         if isinstance(module, Attention) and "motion_modules" not in name and name.rsplit(".", 1)[-1] in ("attn1", "attn2"):
             layers[name] = module
     return layers
 
 
-class ConditionAttentionAdapter(ModelMixin, ConfigMixin):
+# diffusers' ModelMixin and ConfigMixin declare ``config_name`` as str and None; ModelMixin's wins.
+class ConditionAttentionAdapter(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """Key/value projections of the extra conditions for every spatial cross-attention layer.
 
     ``layers`` lists ``[layer name, hidden size]`` pairs of the denoiser's ``attn2`` modules.
     """
 
-    config_name = "config.json"
-
     @register_to_config
     def __init__(
         self,
-        layers: list[list] = (),
+        layers: Sequence[Sequence[str | int]] = (),
         cross_attention_dim: int = 768,
-        conditions: list[str] = EXTRA_CONDITIONS,
-    ):
+        conditions: Sequence[str] = EXTRA_CONDITIONS,
+    ) -> None:
         super().__init__()
         self.to_k = nn.ModuleDict()
         self.to_v = nn.ModuleDict()
         for condition in conditions:
             self.to_k[condition] = nn.ModuleDict(
-                {_module_key(n): nn.Linear(cross_attention_dim, int(h), bias=False) for n, h in layers}
+                {_module_key(str(n)): nn.Linear(cross_attention_dim, int(h), bias=False) for n, h in layers}
             )
             self.to_v[condition] = nn.ModuleDict(
-                {_module_key(n): nn.Linear(cross_attention_dim, int(h), bias=False) for n, h in layers}
+                {_module_key(str(n)): nn.Linear(cross_attention_dim, int(h), bias=False) for n, h in layers}
             )
 
     @classmethod
-    def for_unet(cls, unet: nn.Module, conditions=EXTRA_CONDITIONS) -> "ConditionAttentionAdapter":
+    def for_unet(cls, unet: nn.Module, conditions: Sequence[str] = EXTRA_CONDITIONS) -> "ConditionAttentionAdapter":
         """A fresh adapter whose projections start as copies of the text projections (IP-Adapter init)."""
         cross = {n: m for n, m in spatial_attention_layers(unet).items() if n.endswith("attn2")}
         first = next(iter(cross.values()))
@@ -307,24 +329,35 @@ class ConditionAttentionAdapter(ModelMixin, ConfigMixin):
         with torch.no_grad():
             for condition in conditions:
                 for n, m in cross.items():
-                    adapter.to_k[condition][_module_key(n)].weight.copy_(m.to_k.weight)
-                    adapter.to_v[condition][_module_key(n)].weight.copy_(m.to_v.weight)
+                    to_k, to_v = adapter._projections(condition, _module_key(n))
+                    to_k.weight.copy_(m.to_k.weight)
+                    to_v.weight.copy_(m.to_v.weight)
         weight = first.to_k.weight
         if weight.dtype != adapter.dtype or weight.device != adapter.device:
             adapter = adapter.to(device=weight.device, dtype=weight.dtype)
         return adapter
 
+    def _table(self, side: nn.ModuleDict, condition: str) -> nn.ModuleDict:
+        # nn.ModuleDict types its items as nn.Module; ``to_k`` / ``to_v`` hold a ModuleDict per condition.
+        return cast(nn.ModuleDict, side[condition])
+
+    def _projections(self, condition: str, key: str) -> tuple[nn.Linear, nn.Linear]:
+        # ... and each of those an nn.Linear per layer.
+        return (cast(nn.Linear, self._table(self.to_k, condition)[key]),
+                cast(nn.Linear, self._table(self.to_v, condition)[key]))
+
     def layer_kv(self, layer: str) -> dict[str, tuple[nn.Linear, nn.Linear]]:
         key = _module_key(layer)
-        return {c: (self.to_k[c][key], self.to_v[c][key]) for c in self.config.conditions if key in self.to_k[c]}
+        return {c: self._projections(c, key) for c in self.config["conditions"] if key in self._table(self.to_k, c)}
 
     def condition_parameters(self, condition: str) -> list[nn.Parameter]:
         return list(self.to_k[condition].parameters()) + list(self.to_v[condition].parameters())
 
 
-def install_denoiser_processors(unet: nn.Module, adapter: ConditionAttentionAdapter | None) -> None:
+def install_denoiser_processors(unet: UNet2DConditionModel | UNetMotionModel,
+                                adapter: ConditionAttentionAdapter | None) -> None:
     """Reference-reading self-attention and decoupled cross-attention on every spatial layer."""
-    processors = {}
+    processors: dict[str, AttentionProcessor | Processor] = {}
     for name, proc in unet.attn_processors.items():
         layer = name[: -len(".processor")]
         if "motion_modules" in name:
@@ -333,13 +366,19 @@ def install_denoiser_processors(unet: nn.Module, adapter: ConditionAttentionAdap
             processors[name] = ReferenceAttnProcessor(layer)
         else:
             processors[name] = DecoupledCrossAttnProcessor(layer, adapter.layer_kv(layer) if adapter else None)
-    unet.set_attn_processor(processors)
+    _set_processors(unet, processors)
 
 
-def install_reference_processors(reference_unet: nn.Module) -> None:
+def install_reference_processors(reference_unet: UNet2DConditionModel) -> None:
     """Capturing self-attention on the reference UNet (its cross-attention stays the base one)."""
-    processors = {}
+    processors: dict[str, Processor] = {}
     for name in reference_unet.attn_processors:
         layer = name[: -len(".processor")]
         processors[name] = ReferenceAttnProcessor(layer) if layer.endswith("attn1") else DecoupledCrossAttnProcessor(layer)
-    reference_unet.set_attn_processor(processors)
+    _set_processors(reference_unet, processors)
+
+
+def _set_processors(unet: UNet2DConditionModel | UNetMotionModel,
+                    processors: Mapping[str, AttentionProcessor | Processor]) -> None:
+    # diffusers types processors as a fixed union of its own classes; it takes any callable of their signature.
+    unet.set_attn_processor(processors)  # type: ignore[arg-type]

@@ -10,11 +10,16 @@ which reach the denoiser through their own key/value projections (decoupled cros
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 SAMPLE_RATE = 16000
 # wav2vec2's convolutional front end: one feature every 320 samples over a 400-sample field.
@@ -22,7 +27,8 @@ _HOP = 320
 _FIELD = 400
 
 
-class AudioProjection(ModelMixin, ConfigMixin):
+# diffusers' ModelMixin and ConfigMixin declare ``config_name`` as str and None; ModelMixin's wins.
+class AudioProjection(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """``(..., window, layers, dim)`` windowed speech features → ``(..., num_tokens, cross_attention_dim)``."""
 
     @register_to_config
@@ -34,7 +40,7 @@ class AudioProjection(ModelMixin, ConfigMixin):
         intermediate_dim: int = 512,
         num_tokens: int = 32,
         cross_attention_dim: int = 768,
-    ):
+    ) -> None:
         super().__init__()
         window = 2 * context_frames + 1
         self.proj = nn.Sequential(
@@ -48,12 +54,12 @@ class AudioProjection(ModelMixin, ConfigMixin):
 
     @property
     def window(self) -> int:
-        return 2 * self.config.context_frames + 1
+        return 2 * self.config["context_frames"] + 1
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         lead = windows.shape[:-3]
         x = self.proj(windows.to(self.dtype).flatten(-3))
-        return self.norm(x.view(*lead, self.config.num_tokens, self.config.cross_attention_dim))
+        return self.norm(x.view(*lead, self.config["num_tokens"], self.config["cross_attention_dim"]))
 
 
 def window_features(per_frame: torch.Tensor, context_frames: int, start: int = 0, length: int | None = None) -> torch.Tensor:
@@ -76,7 +82,8 @@ class SpeechFeatureEncoder:
     margin of context on both sides that is discarded, so chunk borders leave no trace.
     """
 
-    def __init__(self, model: nn.Module, feature_extractor=None, chunk_seconds: float = 30.0, margin_seconds: float = 2.0):
+    def __init__(self, model: Wav2Vec2Model, feature_extractor: Wav2Vec2FeatureExtractor | None = None,
+                 chunk_seconds: float = 30.0, margin_seconds: float = 2.0) -> None:
         self.model = model
         self.feature_extractor = feature_extractor
         self.chunk = int(chunk_seconds * SAMPLE_RATE)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe = PortraitTalkPipeline.from_pretrained(args.weights, torch_dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
-    size = int(pipe.config.resolution)
+    size = int(pipe.config["resolution"])
     rng = np.random.default_rng(0)
     reference = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
     fps = 25.0
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     kw = dict(fps=fps, prompt="a person talking", num_inference_steps=args.steps, audio_guidance_scale=audio_g,
               identity_guidance_scale=identity_g, text_guidance_scale=text_g)
 
-    pipe([reference], audio, num_frames=min(args.frames, int(pipe.config.clip_length)), **kw)  # warm-up
+    pipe([reference], audio, num_frames=min(args.frames, int(pipe.config["clip_length"])), **kw)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()

@@ -17,26 +17,31 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TYPE_CHECKING, Any, cast
 
 from .animate import add_motion_modules
 from .attention import ConditionAttentionAdapter
 from .audio import AudioProjection
 from .identity import IdentityEncoder
-from .pipeline import PortraitTalkPipeline
+from .pipeline import PortraitTalkPipeline, Scheduler
 from .structure import STRUCTURE_CHANNELS, StructureEncoder, widen_conv_in
+
+if TYPE_CHECKING:
+    import transformers
+    from diffusers.models import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
 
 def assemble_pipeline(
     *,
-    vae,
-    text_encoder,
-    tokenizer,
-    image_encoder,
-    audio_encoder,
-    audio_feature_extractor,
-    unet,
-    scheduler,
-    motion_adapter=None,
+    vae: AutoencoderKL,
+    text_encoder: transformers.CLIPTextModel,
+    tokenizer: transformers.CLIPTokenizer,
+    image_encoder: transformers.CLIPVisionModelWithProjection,
+    audio_encoder: transformers.Wav2Vec2Model,
+    audio_feature_extractor: transformers.Wav2Vec2FeatureExtractor,
+    unet: UNet2DConditionModel,
+    scheduler: Scheduler,
+    motion_adapter: MotionAdapter | None = None,
     resolution: int = 512,
     clip_length: int = 16,
     motion_frames: int = 4,
@@ -53,19 +58,20 @@ def assemble_pipeline(
 ) -> PortraitTalkPipeline:
     """A pipeline from a spatial base ``unet`` (a ``UNet2DConditionModel``); with ``motion_adapter``
     the denoiser gets its motion modules right away, otherwise it stays spatial (stage 1)."""
-    vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    vae_factor = 2 ** (len(vae.config["block_out_channels"]) - 1)
     if structure_block_out_channels is None:
         widths = (16, 32, 96, 256, 512, 1024)
         structure_block_out_channels = widths[: int(math.log2(vae_factor)) + 1]
     if 2 ** (len(structure_block_out_channels) - 1) != vae_factor:
         raise ValueError("structure_block_out_channels must downsample by exactly the VAE factor")
-    cross_dim = int(unet.config.cross_attention_dim)
+    cross_dim = int(unet.config["cross_attention_dim"])
 
     reference_unet = copy.deepcopy(unet)
-    denoiser = copy.deepcopy(unet)
-    widen_conv_in(denoiser, structure_channels)
-    if motion_adapter is not None:
-        denoiser = add_motion_modules(denoiser, motion_adapter)
+    spatial = copy.deepcopy(unet)
+    widen_conv_in(spatial, structure_channels)
+    denoiser: UNet2DConditionModel | UNetMotionModel = (
+        spatial if motion_adapter is None else add_motion_modules(spatial, motion_adapter)
+    )
 
     return PortraitTalkPipeline(
         vae=vae,
@@ -112,13 +118,15 @@ def assemble_from_hub(
     audio_encoder: str,
     motion_adapter: str | None = None,
     image_encoder_subfolder: str | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> PortraitTalkPipeline:
     """:func:`assemble_pipeline` from public Hub ids (safetensors only), e.g.
     ``stable-diffusion-v1-5/stable-diffusion-v1-5``, ``h94/IP-Adapter`` (subfolder
     ``models/image_encoder``), ``facebook/wav2vec2-base-960h``,
     ``guoyww/animatediff-motion-adapter-v1-5-2``."""
-    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    # Not ``from diffusers import …``: to a type checker those names are diffusers' placeholder classes.
+    from diffusers.models import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import (
         CLIPTextModel,
         CLIPTokenizer,
@@ -127,21 +135,22 @@ def assemble_from_hub(
         Wav2Vec2Model,
     )
 
-    st = {"use_safetensors": True}
-    encoder_kwargs = {"subfolder": image_encoder_subfolder} if image_encoder_subfolder else {}
-    scheduler = DDIMScheduler.from_pretrained(base_model, subfolder="scheduler")
-    scheduler = DDIMScheduler.from_config(
-        scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing"
-    )
+    base_scheduler = DDIMScheduler.from_pretrained(base_model, subfolder="scheduler")
+    # diffusers types a scheduler's timesteps as int and IntTensor; it takes the tensors it makes (see Scheduler).
+    scheduler = cast(Scheduler, DDIMScheduler.from_config(
+        base_scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing"
+    ))
     return assemble_pipeline(
-        vae=AutoencoderKL.from_pretrained(base_model, subfolder="vae", **st),
-        text_encoder=CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", **st),
+        vae=AutoencoderKL.from_pretrained(base_model, subfolder="vae", use_safetensors=True),
+        text_encoder=CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", use_safetensors=True),
         tokenizer=CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer"),
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(image_encoder, **encoder_kwargs, **st),
-        audio_encoder=Wav2Vec2Model.from_pretrained(audio_encoder, **st),
+        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
+            image_encoder, subfolder=image_encoder_subfolder or "", use_safetensors=True
+        ),
+        audio_encoder=Wav2Vec2Model.from_pretrained(audio_encoder, use_safetensors=True),
         audio_feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder),
-        unet=UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", **st),
+        unet=UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=True),
         scheduler=scheduler,
-        motion_adapter=MotionAdapter.from_pretrained(motion_adapter, **st) if motion_adapter else None,
+        motion_adapter=MotionAdapter.from_pretrained(motion_adapter, use_safetensors=True) if motion_adapter else None,
         **kwargs,
     )

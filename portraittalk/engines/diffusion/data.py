@@ -25,9 +25,10 @@ import hashlib
 import json
 import logging
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def iter_video_frames(path: Path, fps: float, max_frames: int | None = None):
+def iter_video_frames(path: Path, fps: float, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """RGB uint8 frames of ``path`` resampled to ``fps``."""
     import imageio_ffmpeg
 
@@ -109,7 +110,7 @@ def decode_audio(path: Path) -> np.ndarray:
 class FaceMeshTracker:
     """mediapipe face mesh in video mode: 478 landmarks in pixels, or None when no face is found."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import mediapipe as mp
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -148,7 +149,7 @@ class VideoCache:
     """One preprocessed video (arrays memory-mapped from ``root``)."""
 
     root: Path
-    meta: dict
+    meta: dict[str, Any]
     frames: np.ndarray  # (N, S, S, 3) uint8 face crops
     landmarks: np.ndarray  # (N, 478, 2) float32, crop pixels
     audio: np.ndarray  # (n,) float32, 16 kHz
@@ -205,7 +206,8 @@ def _cache_name(path: Path, resolution: int, fps: float, crop_scale: float) -> s
 def preprocess_video(
     path: Path, cache_dir: Path, resolution: int = 512, fps: float = 25.0, crop_scale: float = 1.6,
     max_seconds: float | None = None, face_embedder: Callable[[np.ndarray], np.ndarray] | None = None,
-    tracker_factory: Callable[[], Callable] = FaceMeshTracker, max_missing: float = 0.2, num_embeddings: int = 8,
+    tracker_factory: Callable[[], Callable[[np.ndarray], np.ndarray | None]] = FaceMeshTracker,
+    max_missing: float = 0.2, num_embeddings: int = 8,
 ) -> VideoCache | None:
     """Preprocess one video into the cache (reused if present); None when it has no usable face."""
     path = Path(path)
@@ -250,7 +252,7 @@ def preprocess_video(
 # ---------------------------------------------------------------------------- dataset
 
 
-class TalkingFaceVideoDataset(Dataset):
+class TalkingFaceVideoDataset(Dataset[dict[str, Any]]):
     """Clips (stage 2) or single frames (stage 1, ``clip_length=1``) of talking-face videos."""
 
     def __init__(
@@ -264,7 +266,7 @@ class TalkingFaceVideoDataset(Dataset):
         face_weight: float = 1.0,
         mouth_weight: float = 2.0,
         samples_per_epoch: int | None = None,
-    ):
+    ) -> None:
         span = (clip_length - 1) * frame_stride + 1
         self.caches = [c for c in caches if c.n_frames >= span]
         if not self.caches:
@@ -285,7 +287,8 @@ class TalkingFaceVideoDataset(Dataset):
     @classmethod
     def from_folder(
         cls, video_dir: Path, cache_dir: Path, resolution: int, fps: float = 25.0, crop_scale: float = 1.6,
-        max_seconds: float | None = None, face_embedder=None, **kwargs,
+        max_seconds: float | None = None, face_embedder: Callable[[np.ndarray], np.ndarray] | None = None,
+        **kwargs: Any,
     ) -> "TalkingFaceVideoDataset":
         videos = sorted(p for p in Path(video_dir).rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
         if not videos:
@@ -295,7 +298,7 @@ class TalkingFaceVideoDataset(Dataset):
         return cls(caches, **kwargs)
 
     @classmethod
-    def from_cache(cls, cache_dir: Path, **kwargs) -> "TalkingFaceVideoDataset":
+    def from_cache(cls, cache_dir: Path, **kwargs: Any) -> "TalkingFaceVideoDataset":
         roots = sorted(p.parent for p in Path(cache_dir).glob("*/meta.json"))
         return cls([load_video_cache(r) for r in roots], **kwargs)
 
@@ -311,7 +314,7 @@ class TalkingFaceVideoDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         cache = self.caches[index % len(self.caches)]
         span = (self.clip_length - 1) * self.frame_stride + 1
         start = int(torch.randint(0, cache.n_frames - span + 1, ()).item())
@@ -320,13 +323,13 @@ class TalkingFaceVideoDataset(Dataset):
         refs_idx = cache.embedding_frames[pick]
         size = cache.frames.shape[1]
 
-        def pixels(idx) -> torch.Tensor:
+        def pixels(idx: np.ndarray) -> torch.Tensor:
             arr = np.asarray(cache.frames[idx], dtype=np.float32)
             return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
 
-        structure = np.stack([structure_map_from_landmarks(cache.landmarks[i], size) for i in frames_idx])
-        structure = torch.from_numpy(structure).permute(0, 3, 1, 2)
-        item = {
+        maps = np.stack([structure_map_from_landmarks(cache.landmarks[i], size) for i in frames_idx])
+        structure = torch.from_numpy(maps).permute(0, 3, 1, 2)
+        item: dict[str, Any] = {
             "pixel_values": pixels(frames_idx),
             "reference_pixels": pixels(refs_idx),
             "face_embeddings": torch.from_numpy(np.asarray(cache.face_embeddings[pick], dtype=np.float32)),
@@ -338,6 +341,8 @@ class TalkingFaceVideoDataset(Dataset):
             # Only the rows these windows need are read from the memory map.
             c = self.audio_context_frames
             feats = cache.audio_features(self.audio_feature_key)
+            if feats is None:  # checked when the key was set; the cache folder changed since
+                raise ValueError(f"speech features {self.audio_feature_key} are missing for {cache.root.name}")
             rows = np.clip(frames_idx[:, None] + np.arange(-c, c + 1)[None, :], 0, len(feats) - 1)
             item["audio_windows"] = torch.from_numpy(np.asarray(feats[rows.reshape(-1)], dtype=np.float32)).unflatten(
                 0, rows.shape

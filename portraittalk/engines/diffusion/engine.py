@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import spaces
@@ -26,10 +26,12 @@ from .loading import WEIGHTS_ENV, configured_weights, looks_like_hub_id
 
 if TYPE_CHECKING:
     from .identity import FaceEmbedder
+    from .pipeline import PortraitTalkPipeline
+    from .refine import PortraitRefiner
 
 # Loaded models, by key; filled by the engine constructors, read by the GPU functions.
-_PIPELINES: dict[str, Any] = {}  # PortraitTalkPipeline
-_REFINERS: dict[str, Any] = {}  # PortraitRefiner, or a custom refiner
+_PIPELINES: dict[str, PortraitTalkPipeline] = {}
+_REFINERS: dict[str, PortraitRefiner] = {}
 
 # Assumed (not yet measured) cost of one denoiser pass for one 512×512 frame on an H100/H200, for
 # ZeroGPU's time budget; replace with the figure ``python -m portraittalk.engines.diffusion.benchmark`` gives.
@@ -80,6 +82,31 @@ def refine_status() -> tuple[bool, str]:
     return True, "refine mode with public Stable Diffusion 1.5 + AnimateDiff + IP-Adapter weights"
 
 
+class _RenderSettings(TypedDict):
+    """A render's settings as the GPU function receives them (by value on ZeroGPU)."""
+
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance: dict[str, float]  # "audio", "identity", "text"
+    identity_scale: float
+    audio_scale: float
+    text_scale: float
+    seed: int
+
+
+class _RefineSettings(TypedDict):
+    """Keyword arguments of :meth:`PortraitRefiner.refine`, as the GPU function receives them."""
+
+    prompt: str
+    strength: float
+    num_inference_steps: int
+    guidance_scale: float
+    identity_scale: float
+    seed: int
+    negative_prompt: str
+
+
 def _guidance_scales(guidance: float | Sequence[float] | Mapping[str, float]) -> dict[str, float]:
     """A float applies to all conditions; a triple is (audio, identity, text); or a mapping."""
     if isinstance(guidance, Mapping):
@@ -99,12 +126,15 @@ def render_gpu_seconds(n_frames: int, steps: int, guidance: float | Sequence[flo
     return int(min(3600, 30 + n_frames * steps * passes * _SECONDS_PER_FRAME_PASS))
 
 
-def _render_duration(key, reference_rgbs, face_embeddings, audio_16k, fps, n_frames, structure_maps, settings) -> int:
+def _render_duration(key: str, reference_rgbs: list[np.ndarray], face_embeddings: np.ndarray, audio_16k: np.ndarray,
+                     fps: float, n_frames: int, structure_maps: np.ndarray | None, settings: _RenderSettings) -> int:
     return render_gpu_seconds(n_frames, settings["steps"], settings["guidance"])
 
 
 @spaces.GPU(duration=_render_duration)
-def _render_on_gpu(key, reference_rgbs, face_embeddings, audio_16k, fps, n_frames, structure_maps, settings):
+def _render_on_gpu(key: str, reference_rgbs: list[np.ndarray], face_embeddings: np.ndarray, audio_16k: np.ndarray,
+                   fps: float, n_frames: int, structure_maps: np.ndarray | None,
+                   settings: _RenderSettings) -> Iterator[np.ndarray]:
     # ``generate`` switches gradients off around each of its own steps only; a ``with`` block here
     # would stay active in the caller between yielded frames.
     pipe = _PIPELINES[key]
@@ -127,16 +157,17 @@ def _render_on_gpu(key, reference_rgbs, face_embeddings, audio_16k, fps, n_frame
         text_scale=settings["text_scale"],
         seed=settings["seed"],
     ):
-        yield from chunk
+        yield from np.asarray(chunk)  # uint8 frames (the default output type); asarray passes them through
 
 
-def _refine_duration(key, frames, reference_rgbs, settings) -> int:
+def _refine_duration(key: str, frames: np.ndarray, reference_rgbs: list[np.ndarray], settings: _RefineSettings) -> int:
     steps = max(1, int(settings["num_inference_steps"] * settings["strength"]))
     return int(min(3600, 30 + len(frames) * steps * 2 * _SECONDS_PER_FRAME_PASS))
 
 
 @spaces.GPU(duration=_refine_duration)
-def _refine_on_gpu(key, frames, reference_rgbs, settings):
+def _refine_on_gpu(key: str, frames: np.ndarray, reference_rgbs: list[np.ndarray],
+                   settings: _RefineSettings) -> np.ndarray:
     return _REFINERS[key].refine(frames, reference_rgbs, **settings)
 
 
@@ -151,7 +182,7 @@ class DiffusionEngine:
 
     def resolution(self) -> int:
         """Side of the square face crops the loaded model renders (its config's ``resolution``)."""
-        return int(_PIPELINES[self._pipeline_key()].config.resolution)
+        return int(_PIPELINES[self._pipeline_key()].config["resolution"])
 
     def _pipeline_key(self) -> str:
         if self.key is None:
@@ -184,13 +215,13 @@ class DiffusionEngine:
         key = f"{spec}@{device}"
         if key not in _PIPELINES:
             dtype = torch.float16 if device.startswith("cuda") else torch.float32
-            pipe: Any = PortraitTalkPipeline.from_pretrained(spec, torch_dtype=dtype)
+            pipe = PortraitTalkPipeline.from_pretrained(spec, torch_dtype=dtype)
             pipe.set_progress_bar_config(disable=True)
             _PIPELINES[key] = pipe.to(device)
         return cls(key, device)
 
     @classmethod
-    def for_refine(cls, device: str | None = None, refiner=None) -> "DiffusionEngine":
+    def for_refine(cls, device: str | None = None, refiner: PortraitRefiner | None = None) -> "DiffusionEngine":
         """An engine that only refines (no PortraitTalk weights needed); ``refiner`` for custom bases."""
         device = cls._device(device)
         key = f"refine@{device}" if refiner is None else f"refine-{id(refiner)}@{device}"
@@ -242,7 +273,7 @@ class DiffusionEngine:
         refs = [np.ascontiguousarray(np.asarray(r)[..., :3], dtype=np.uint8) for r in reference_rgbs]
         if face_embeddings is None:
             face_embeddings = self.face_embeddings(refs)
-        settings = {
+        settings: _RenderSettings = {
             "prompt": prompt or "", "negative_prompt": negative_prompt or "", "steps": int(steps),
             "guidance": _guidance_scales(guidance), "identity_scale": float(identity_scale),
             "audio_scale": float(audio_scale), "text_scale": float(text_scale), "seed": int(seed),
@@ -265,7 +296,7 @@ class DiffusionEngine:
         """Refine mode over ``(N, H, W, 3)`` uint8 frames; returns frames of the same shape."""
         if self.refine_key is None:
             self.refine_key = DiffusionEngine.for_refine(self.device).refine_key
-        settings = {
+        settings: _RefineSettings = {
             "prompt": prompt or "", "strength": float(strength), "num_inference_steps": int(steps),
             "guidance_scale": float(guidance), "identity_scale": float(identity_scale), "seed": int(seed),
             "negative_prompt": negative_prompt,

@@ -21,6 +21,7 @@ references are concatenated along the token axis, so the denoiser can pick detai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -31,12 +32,19 @@ from torch import nn
 
 from .attention import STATE_KWARG, ReferenceCapture
 
+if TYPE_CHECKING:
+    from diffusers.models import UNet2DConditionModel
+    from transformers import CLIPVisionModelWithProjection
+
+    from ...scoring.identity import IdentityScorer
+
 # CLIP's published pixel statistics (the image encoders we load were trained with them).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class IdentityEncoder(ModelMixin, ConfigMixin):
+# diffusers' ModelMixin and ConfigMixin declare ``config_name`` as str and None; ModelMixin's wins.
+class IdentityEncoder(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """Face-recognition + image embeddings of the references → identity tokens ``(B, T, D)``."""
 
     @register_to_config
@@ -49,7 +57,7 @@ class IdentityEncoder(ModelMixin, ConfigMixin):
         num_image_tokens: int = 4,
         hidden_dim: int = 1024,
         fusion: str = "mean",
-    ):
+    ) -> None:
         super().__init__()
         if fusion not in ("mean", "concat"):
             raise ValueError(f"fusion must be 'mean' or 'concat', not {fusion!r}")
@@ -62,21 +70,21 @@ class IdentityEncoder(ModelMixin, ConfigMixin):
 
     @property
     def tokens_per_reference(self) -> int:
-        return self.config.num_face_tokens + self.config.num_image_tokens
+        return self.config["num_face_tokens"] + self.config["num_image_tokens"]
 
     def per_reference_tokens(self, face_embeds: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
         """``(B, R, Df)``, ``(B, R, Di)`` → ``(B, R, T, D)``. A zero face embedding means "no face found"."""
-        d = self.config.cross_attention_dim
+        d = self.config["cross_attention_dim"]
         face = F.normalize(face_embeds.to(self.dtype), dim=-1, eps=1e-6)
-        face_tokens = self.face_norm(self.face_proj(face).unflatten(-1, (self.config.num_face_tokens, d)))
+        face_tokens = self.face_norm(self.face_proj(face).unflatten(-1, (self.config["num_face_tokens"], d)))
         image_tokens = self.image_norm(
-            self.image_proj(image_embeds.to(self.dtype)).unflatten(-1, (self.config.num_image_tokens, d))
+            self.image_proj(image_embeds.to(self.dtype)).unflatten(-1, (self.config["num_image_tokens"], d))
         )
         return torch.cat([face_tokens, image_tokens], dim=-2)
 
     def fuse(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, R, T, D)`` → ``(B, T, D)`` (mean) or ``(B, R·T, D)`` (concat)."""
-        if self.config.fusion == "mean":
+        if self.config["fusion"] == "mean":
             return tokens.mean(dim=1)
         return tokens.flatten(1, 2)
 
@@ -95,7 +103,8 @@ class IdentityConditioning:
 class IdentityNet(nn.Module):
     """Image encoder + identity projection + reference UNet, run together on the references."""
 
-    def __init__(self, image_encoder: nn.Module, identity_encoder: IdentityEncoder, reference_unet: nn.Module):
+    def __init__(self, image_encoder: CLIPVisionModelWithProjection, identity_encoder: IdentityEncoder,
+                 reference_unet: UNet2DConditionModel) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.identity_encoder = identity_encoder
@@ -103,7 +112,8 @@ class IdentityNet(nn.Module):
 
     def clip_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [-1, 1] → the image encoder's normalised input."""
-        size = int(self.image_encoder.config.image_size)
+        # transformers types a vision config's image_size as an int or a pair; CLIP's is one int.
+        size = cast(int, self.image_encoder.config.image_size)
         x = (pixels.float() + 1.0) / 2.0
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
         mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
@@ -143,7 +153,7 @@ class FaceEmbedder:
     (the crop convention: the face is about 1/1.6 of the side, centred).
     """
 
-    def __init__(self, scorer=None, crop_scale: float = 1.6):
+    def __init__(self, scorer: IdentityScorer | None = None, crop_scale: float = 1.6) -> None:
         if scorer is None:
             from ...scoring.identity import IdentityScorer
 

@@ -16,8 +16,14 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers.models.modeling_utils import ModelMixin
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 WEIGHTS_ENV = "PORTRAITTALK_WEIGHTS"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -76,11 +82,11 @@ def resolve_weights(weights: str | None = None, local_files_only: bool | None = 
     return folder
 
 
-def read_model_index(folder: Path) -> dict:
+def read_model_index(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "model_index.json").read_text())
 
 
-def _diffusers_class(name: str, allowed: tuple[str, ...]):
+def _diffusers_class(name: str, allowed: tuple[str, ...]) -> type[ModelMixin]:
     import diffusers
 
     if name not in allowed:
@@ -88,7 +94,7 @@ def _diffusers_class(name: str, allowed: tuple[str, ...]):
     return getattr(diffusers, name)
 
 
-def _scheduler_class(name: str):
+def _scheduler_class(name: str) -> type[SchedulerMixin]:
     import diffusers
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
@@ -98,8 +104,9 @@ def _scheduler_class(name: str):
     return cls
 
 
-def load_component(folder: Path, name: str, class_name: str, torch_dtype=None):
-    """One pipeline component from ``folder/name``; the class is checked against a fixed list."""
+def load_component(folder: Path, name: str, class_name: str, torch_dtype: torch.dtype | None = None) -> Any:
+    """One pipeline component from ``folder/name`` (a model, tokenizer, feature extractor or scheduler);
+    the class is checked against a fixed list."""
     import transformers
 
     from .attention import ConditionAttentionAdapter

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
+
+# Not ``from diffusers import …``: to a type checker those names are diffusers' placeholder classes.
+from diffusers.models import UNet2DConditionModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from PIL import Image
 
@@ -41,6 +45,15 @@ from .guidance import guidance_branches
 from .identity import IdentityNet
 from .loading import WeightsNotFoundError, load_component, read_model_index, resolve_weights
 
+if TYPE_CHECKING:
+    import transformers
+    from diffusers.models import AutoencoderKL, MotionAdapter, UNetMotionModel
+
+    from .attention import ConditionAttentionAdapter
+    from .audio import AudioProjection
+    from .identity import IdentityEncoder
+    from .structure import StructureEncoder
+
 COMPONENTS = (
     "vae", "text_encoder", "tokenizer", "image_encoder", "audio_encoder", "audio_feature_extractor",
     "identity_encoder", "reference_unet", "unet", "audio_projection", "structure_encoder",
@@ -48,13 +61,46 @@ COMPONENTS = (
 )
 SETTINGS = ("resolution", "clip_length", "motion_frames")
 
+Picture = Image.Image | np.ndarray
+#: One reference portrait, or several (a list, or an ``(R, H, W, 3)`` array).
+ReferenceImages = Picture | Sequence[Picture]
+
+
+class SchedulerStep(Protocol):
+    """What :meth:`Scheduler.step` returns."""
+
+    prev_sample: torch.Tensor
+
+
+class Scheduler(Protocol):
+    """A diffusers noise scheduler as the pipeline uses it. diffusers' SchedulerMixin declares none of this, and
+    the concrete schedulers type timesteps as ``int`` or ``IntTensor`` but take the timestep tensors they make."""
+
+    timesteps: torch.Tensor
+    init_noise_sigma: float
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **kwargs: Any) -> Self: ...
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None: ...
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor: ...
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor: ...
+
+    def step(self, model_output: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor,
+             **kwargs: Any) -> SchedulerStep: ...
+
 
 @dataclass
 class PortraitTalkPipelineOutput(BaseOutput):
-    frames: np.ndarray  # (N, H, W, 3) uint8 RGB, or latents (1, C, N, h, w) for output_type="latent"
+    frames: np.ndarray | torch.Tensor  # (N, H, W, 3) uint8 RGB, or latents (1, C, N, h, w) for output_type="latent"
 
 
-def _to_rgb_square(image, size: int) -> np.ndarray:
+def _to_rgb_square(image: Picture, size: int) -> np.ndarray:
     """Centre-crop to a square and resize to ``size`` (the references are face crops)."""
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
@@ -70,7 +116,7 @@ def _to_rgb_square(image, size: int) -> np.ndarray:
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
     crop = Image.fromarray(np.ascontiguousarray(arr[y0 : y0 + side, x0 : x0 + side]))
-    return np.asarray(crop.resize((size, size), Image.LANCZOS))
+    return np.asarray(crop.resize((size, size), Image.Resampling.LANCZOS))
 
 
 def _frames_to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -85,7 +131,8 @@ def window_plan(n_frames: int, clip_length: int, motion_frames: int) -> list[tup
     if n_frames <= clip_length:
         return [(0, n_frames, 0)]
     motion_frames = min(max(0, motion_frames), clip_length - 1)
-    plan, done = [], 0
+    plan: list[tuple[int, int, int]] = []
+    done = 0
     while done < n_frames:
         start = 0 if done == 0 else done - motion_frames
         end = min(start + clip_length, n_frames)
@@ -97,27 +144,43 @@ def window_plan(n_frames: int, clip_length: int, motion_frames: int) -> list[tup
 
 
 class PortraitTalkPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->image_encoder->audio_encoder->reference_unet->unet->vae"
+    # diffusers declares this None in the base class (no annotation), so any string is "incompatible".
+    model_cpu_offload_seq = "text_encoder->image_encoder->audio_encoder->reference_unet->unet->vae"  # type: ignore[assignment]
+
+    # The components, set as attributes by ``register_modules``.
+    vae: AutoencoderKL
+    text_encoder: transformers.CLIPTextModel
+    tokenizer: transformers.CLIPTokenizer
+    image_encoder: transformers.CLIPVisionModelWithProjection
+    audio_encoder: transformers.Wav2Vec2Model
+    audio_feature_extractor: transformers.Wav2Vec2FeatureExtractor
+    identity_encoder: IdentityEncoder
+    reference_unet: UNet2DConditionModel
+    unet: UNet2DConditionModel | UNetMotionModel
+    audio_projection: AudioProjection
+    structure_encoder: StructureEncoder
+    condition_adapter: ConditionAttentionAdapter
+    scheduler: Scheduler
 
     def __init__(
         self,
-        vae,
-        text_encoder,
-        tokenizer,
-        image_encoder,
-        audio_encoder,
-        audio_feature_extractor,
-        identity_encoder,
-        reference_unet,
-        unet,
-        audio_projection,
-        structure_encoder,
-        condition_adapter,
-        scheduler,
+        vae: AutoencoderKL,
+        text_encoder: transformers.CLIPTextModel,
+        tokenizer: transformers.CLIPTokenizer,
+        image_encoder: transformers.CLIPVisionModelWithProjection,
+        audio_encoder: transformers.Wav2Vec2Model,
+        audio_feature_extractor: transformers.Wav2Vec2FeatureExtractor,
+        identity_encoder: IdentityEncoder,
+        reference_unet: UNet2DConditionModel,
+        unet: UNet2DConditionModel | UNetMotionModel,
+        audio_projection: AudioProjection,
+        structure_encoder: StructureEncoder,
+        condition_adapter: ConditionAttentionAdapter,
+        scheduler: Scheduler,
         resolution: int = 512,
         clip_length: int = 16,
         motion_frames: int = 4,
-    ):
+    ) -> None:
         super().__init__()
         self.register_modules(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, image_encoder=image_encoder,
@@ -127,7 +190,7 @@ class PortraitTalkPipeline(DiffusionPipeline):
             condition_adapter=condition_adapter, scheduler=scheduler,
         )
         self.register_to_config(resolution=resolution, clip_length=clip_length, motion_frames=motion_frames)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(vae.config["block_out_channels"]) - 1)
         install_reference_processors(reference_unet)
         self._bind()
 
@@ -141,9 +204,9 @@ class PortraitTalkPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Path | None = None, torch_dtype: torch.dtype | None = None,
-        local_files_only: bool | None = None, **_ignored,
-    ) -> "PortraitTalkPipeline":
+        cls, pretrained_model_name_or_path: str | os.PathLike[str] | None = None, torch_dtype: torch.dtype | None = None,
+        local_files_only: bool | None = None, **_ignored: Any,
+    ) -> Self:
         """Load a checkpoint folder or Hub id (default: ``PORTRAITTALK_WEIGHTS``); safetensors only.
 
         Raises :class:`~.loading.WeightsNotFoundError` (an ``EngineUnavailableError``) with a
@@ -152,7 +215,7 @@ class PortraitTalkPipeline(DiffusionPipeline):
         folder = resolve_weights(None if pretrained_model_name_or_path is None else str(pretrained_model_name_or_path),
                                  local_files_only=local_files_only)
         index = read_model_index(folder)
-        parts = {}
+        parts: dict[str, Any] = {}
         for name in COMPONENTS:
             entry = index.get(name)
             if not isinstance(entry, list) or len(entry) != 2 or entry[1] is None:
@@ -163,14 +226,14 @@ class PortraitTalkPipeline(DiffusionPipeline):
         settings = {k: index[k] for k in SETTINGS if k in index}
         return cls(**parts, **settings)
 
-    def set_unet(self, unet) -> None:
+    def set_unet(self, unet: UNet2DConditionModel | UNetMotionModel) -> None:
         """Swap the denoiser (e.g. after :meth:`add_motion_modules`) and re-bind the processors."""
         self.register_modules(unet=unet)
         self._bind()
 
-    def add_motion_modules(self, motion_adapter=None) -> None:
+    def add_motion_modules(self, motion_adapter: MotionAdapter | None = None) -> None:
         """Turn a stage-1 (spatial) denoiser into the motion denoiser; no-op if it already is one."""
-        if not self.animate_net.has_motion_modules:
+        if isinstance(self.unet, UNet2DConditionModel):  # spatial, not a UNetMotionModel
             self.set_unet(add_motion_modules(self.unet, motion_adapter))
 
     # ------------------------------------------------------------------ encoders
@@ -184,34 +247,35 @@ class PortraitTalkPipeline(DiffusionPipeline):
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [-1, 1] → scaled latents (the distribution's mean, as references need no sampling)."""
         latents = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.mean
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        return (latents - shift) * self.vae.config.scaling_factor
+        shift = self.vae.config.get("shift_factor") or 0.0
+        return (latents - shift) * self.vae.config["scaling_factor"]
 
     def decode_latents(self, latents: torch.Tensor, chunk: int = 8) -> np.ndarray:
         """``(N, C, h, w)`` scaled latents → ``(N, H, W, 3)`` uint8."""
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        shift = self.vae.config.get("shift_factor") or 0.0
         out = []
         for i in range(0, latents.shape[0], chunk):
-            z = latents[i : i + chunk].to(self.vae.dtype) / self.vae.config.scaling_factor + shift
+            z = latents[i : i + chunk].to(self.vae.dtype) / self.vae.config["scaling_factor"] + shift
             out.append(_frames_to_uint8(self.vae.decode(z).sample))
         return np.concatenate(out, axis=0)
 
-    def _reference_tensor(self, references, size: int) -> torch.Tensor:
+    def _reference_tensor(self, references: ReferenceImages | None, size: int) -> torch.Tensor:
         if references is None or (isinstance(references, (list, tuple)) and len(references) == 0):
             raise InputError("No reference portrait was given: give at least one photo of the face.")
-        single_array = isinstance(references, np.ndarray) and references.ndim != 4
-        if single_array or isinstance(references, Image.Image):
-            references = [references]
-        rgb = np.stack([_to_rgb_square(r, size) for r in references])
+        if isinstance(references, Image.Image) or (isinstance(references, np.ndarray) and references.ndim != 4):
+            pictures: list[Picture] = [references]
+        else:
+            pictures = list(references)
+        rgb = np.stack([_to_rgb_square(r, size) for r in pictures])
         return torch.from_numpy(rgb).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
-    def _structure_tensor(self, maps, n_frames: int, size: int) -> torch.Tensor | None:
+    def _structure_tensor(self, maps: np.ndarray | None, n_frames: int, size: int) -> torch.Tensor | None:
         if maps is None:
             return None
         maps = np.asarray(maps)
         if maps.ndim == 3:
             maps = maps[..., None]
-        channels = int(self.structure_encoder.config.conditioning_channels)
+        channels = int(self.structure_encoder.config["conditioning_channels"])
         if maps.ndim != 4 or maps.shape[0] < n_frames or maps.shape[-1] != channels:
             raise InputError(
                 f"The structure maps do not match the video: give one {channels}-channel map per frame ({n_frames} frames)."
@@ -229,8 +293,9 @@ class PortraitTalkPipeline(DiffusionPipeline):
     @torch.no_grad()
     def generate(
         self,
-        reference_images,
+        reference_images: ReferenceImages,
         audio: np.ndarray,
+        *,
         fps: float = 25.0,
         num_frames: int | None = None,
         prompt: str = "",
@@ -258,7 +323,7 @@ class PortraitTalkPipeline(DiffusionPipeline):
         condition off, 1 is as trained). ``face_embeddings``: ``(R, D)`` face-recognition
         descriptors of the references (zeros = not available).
         """
-        size = int(self.config.resolution)
+        size = int(self.config["resolution"])
         device = self._execution_device
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if not np.isfinite(audio).all():
@@ -269,8 +334,8 @@ class PortraitTalkPipeline(DiffusionPipeline):
             num_frames = int(math.ceil(len(audio) / SAMPLE_RATE * fps))
         if num_frames < 1:
             raise InputError("The audio is too short to make a video: give at least a fraction of a second of speech.")
-        clip_length = int(clip_length or self.config.clip_length)
-        motion_frames = int(self.config.motion_frames if motion_frames is None else motion_frames)
+        clip_length = int(clip_length or self.config["clip_length"])
+        motion_frames = int(self.config["motion_frames"] if motion_frames is None else motion_frames)
         if not self.animate_net.has_motion_modules:
             motion_frames = 0  # frames are independent without temporal layers
 
@@ -280,19 +345,19 @@ class PortraitTalkPipeline(DiffusionPipeline):
         # 1. identity (once per video)
         ref_pixels = self._reference_tensor(reference_images, size).to(device)
         n_refs = ref_pixels.shape[0]
-        face_dim = int(self.identity_encoder.config.face_embed_dim)
+        face_dim = int(self.identity_encoder.config["face_embed_dim"])
         if face_embeddings is None:
             faces = torch.zeros(n_refs, face_dim)
         else:
-            faces = np.asarray(face_embeddings, dtype=np.float32)
-            if faces.size != n_refs * face_dim:
+            given = np.asarray(face_embeddings, dtype=np.float32)
+            if given.size != n_refs * face_dim:
                 raise InputError(f"Give one {face_dim}-number face embedding per reference portrait.")
-            faces = torch.from_numpy(faces.reshape(n_refs, face_dim))
+            faces = torch.from_numpy(given.reshape(n_refs, face_dim))
         ref_latents = self.encode_pixels(ref_pixels)
         identity = self.identity_net(ref_pixels[None], ref_latents[None], faces[None].to(device))
 
         # 2. audio features per frame, 3. text
-        context = int(self.audio_projection.config.context_frames)
+        context = int(self.audio_projection.config["context_frames"])
         # ``context`` extra frames: the last frames' windows see the speech that follows them.
         per_frame_audio = self.speech_encoder.per_frame(audio, fps, num_frames + context)
         cond_text = self.encode_prompt(prompt or "")
@@ -320,7 +385,7 @@ class PortraitTalkPipeline(DiffusionPipeline):
 
         # A private scheduler per call: its step state is then never shared between concurrent calls.
         scheduler = self.scheduler.__class__.from_config(self.scheduler.config)
-        extra_step = {}
+        extra_step: dict[str, Any] = {}
         if "generator" in inspect.signature(scheduler.step).parameters:
             extra_step["generator"] = generator
         plan = window_plan(num_frames, clip_length, motion_frames)
@@ -364,9 +429,10 @@ class PortraitTalkPipeline(DiffusionPipeline):
                 else:
                     yield self.decode_latents(new, chunk=decode_chunk_size)
 
-    def __call__(self, *args, output_type: str = "np", **kwargs) -> PortraitTalkPipelineOutput:
+    def __call__(self, *args: Any, output_type: str = "np", **kwargs: Any) -> PortraitTalkPipelineOutput:
         """All frames at once; same arguments as :meth:`generate`."""
         parts = list(self.generate(*args, output_type=output_type, **kwargs))
-        if output_type == "latent":
-            return PortraitTalkPipelineOutput(frames=torch.cat(parts, dim=0).permute(1, 0, 2, 3)[None])
-        return PortraitTalkPipelineOutput(frames=np.concatenate(parts, axis=0))
+        if output_type == "latent":  # the parts are tensors (as_tensor passes them through)
+            latents = torch.cat([torch.as_tensor(p) for p in parts], dim=0)
+            return PortraitTalkPipelineOutput(frames=latents.permute(1, 0, 2, 3)[None])
+        return PortraitTalkPipelineOutput(frames=np.concatenate([np.asarray(p) for p in parts], axis=0))

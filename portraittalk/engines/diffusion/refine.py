@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ...errors import InputError
-from .pipeline import window_plan
+from .pipeline import Scheduler, window_plan
+
+if TYPE_CHECKING:
+    from diffusers.models import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+    from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import AnimateDiffVideoToVideoPipeline
+    from transformers import CLIPImageProcessorPil, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def _round_size(width: int, height: int, multiple: int, max_side: int) -> tuple[
 class PortraitRefiner:
     """Wraps an ``AnimateDiffVideoToVideoPipeline`` that has an IP-Adapter loaded."""
 
-    def __init__(self, pipe):
+    def __init__(self, pipe: AnimateDiffVideoToVideoPipeline) -> None:
         self.pipe = pipe
         self.pipe.set_progress_bar_config(disable=True)
 
@@ -70,18 +76,20 @@ class PortraitRefiner:
     def from_pretrained(
         cls, weights: RefineWeights | None = None, torch_dtype: torch.dtype | None = None, device: str | None = None
     ) -> "PortraitRefiner":
-        from diffusers import AnimateDiffVideoToVideoPipeline, DDIMScheduler, MotionAdapter
+        # Not ``from diffusers import …``: to a type checker those names are diffusers' placeholder classes.
+        from diffusers.models import MotionAdapter
+        from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import AnimateDiffVideoToVideoPipeline
+        from diffusers.schedulers.scheduling_ddim import DDIMScheduler
         from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
         w = weights or RefineWeights.from_env()
-        st = {"use_safetensors": True}
-        adapter = MotionAdapter.from_pretrained(w.motion_adapter, torch_dtype=torch_dtype, **st)
+        adapter = MotionAdapter.from_pretrained(w.motion_adapter, torch_dtype=torch_dtype, use_safetensors=True)
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-            w.ip_adapter_repo, subfolder=w.image_encoder_subfolder, dtype=torch_dtype, **st
+            w.ip_adapter_repo, subfolder=w.image_encoder_subfolder, dtype=torch_dtype, use_safetensors=True
         )
         pipe = AnimateDiffVideoToVideoPipeline.from_pretrained(
             w.base_model, motion_adapter=adapter, image_encoder=image_encoder,
-            feature_extractor=CLIPImageProcessorPil(), torch_dtype=torch_dtype, **st,
+            feature_extractor=CLIPImageProcessorPil(), torch_dtype=torch_dtype, use_safetensors=True,
         )
         pipe.scheduler = DDIMScheduler.from_config(
             pipe.scheduler.config, clip_sample=False, timestep_spacing="linspace", beta_schedule="linear", steps_offset=1
@@ -93,27 +101,34 @@ class PortraitRefiner:
 
     @classmethod
     def from_components(
-        cls, *, vae, text_encoder, tokenizer, unet, motion_adapter, scheduler, image_encoder, feature_extractor,
-        ip_adapter_state_dict: dict,
+        cls, *, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel, motion_adapter: MotionAdapter, scheduler: Scheduler,
+        image_encoder: CLIPVisionModelWithProjection, feature_extractor: CLIPImageProcessorPil,
+        ip_adapter_state_dict: dict[str, dict[str, torch.Tensor]],
     ) -> "PortraitRefiner":
         """Build from given components and an IP-Adapter state dict (tests, custom bases)."""
-        from diffusers import AnimateDiffVideoToVideoPipeline
+        from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import AnimateDiffVideoToVideoPipeline
 
+        # diffusers annotates these with its placeholder scheduler classes and transformers' former image
+        # processor, and load_ip_adapter with a flat state dict; it takes these (the IP-Adapter's nested one).
         pipe = AnimateDiffVideoToVideoPipeline(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, motion_adapter=motion_adapter,
-            scheduler=scheduler, feature_extractor=feature_extractor, image_encoder=image_encoder,
+            scheduler=scheduler, feature_extractor=feature_extractor, image_encoder=image_encoder,  # type: ignore[arg-type]
         )
-        pipe.load_ip_adapter(ip_adapter_state_dict, subfolder="", weight_name="")
+        pipe.load_ip_adapter(ip_adapter_state_dict, subfolder="", weight_name="")  # type: ignore[arg-type]
         return cls(pipe)
 
-    def _refine_segment(self, video: list, window: int, stride: int, seed: int, settings: dict) -> np.ndarray:
+    def _refine_segment(self, video: list[Image.Image], window: int, stride: int, seed: int,
+                        settings: dict[str, Any]) -> np.ndarray:
         pipe = self.pipe
         if len(video) > window:
             pipe.enable_free_noise(context_length=window, context_stride=stride)
         elif getattr(pipe, "free_noise_enabled", False):
             pipe.disable_free_noise()
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        return np.asarray(pipe(video=video, generator=generator, **settings).frames[0], dtype=np.float32)
+        # diffusers types ``video`` as a batch of videos (it takes one) and the result as an output or a tuple.
+        output = pipe(video=video, generator=generator, **settings)  # type: ignore[arg-type]
+        return np.asarray(output.frames[0], dtype=np.float32)  # type: ignore[union-attr]
 
     @torch.no_grad()
     def refine(
@@ -150,12 +165,12 @@ class PortraitRefiner:
         # The video-to-video pipeline wants sides divisible by 8 (and by the VAE factor).
         multiple = max(8, int(getattr(self.pipe, "vae_scale_factor", 8)))
         w, h = _round_size(width, height, multiple, max_side)
-        video = [Image.fromarray(np.ascontiguousarray(f)).resize((w, h), Image.LANCZOS) for f in frames]
+        video = [Image.fromarray(np.ascontiguousarray(f)).resize((w, h), Image.Resampling.LANCZOS) for f in frames]
         refs = [Image.fromarray(np.ascontiguousarray(np.asarray(r)[..., :3])) for r in reference_rgbs]
 
         # Enough steps that at least one runs at this strength.
         steps = max(num_inference_steps, int(np.ceil(1.0 / strength)))
-        settings = dict(
+        settings: dict[str, Any] = dict(
             prompt=prompt, negative_prompt=negative_prompt, ip_adapter_image=[refs], strength=float(strength),
             num_inference_steps=steps, guidance_scale=float(guidance_scale), output_type="np", height=h, width=w,
             decode_chunk_size=8,
@@ -170,5 +185,6 @@ class PortraitRefiner:
             out[start:end] = part
         result = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
         if (w, h) != (width, height):
-            result = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.LANCZOS)) for f in result])
+            size = (width, height)
+            result = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.LANCZOS)) for f in result])
         return result

@@ -18,7 +18,9 @@ The same maps give the face/mouth weights of the training reconstruction loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,10 +30,14 @@ from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedd
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+if TYPE_CHECKING:
+    from diffusers.models import UNet2DConditionModel
+
 STRUCTURE_CHANNELS = ("face", "mouth", "contours")
 
 
-class StructureEncoder(ModelMixin, ConfigMixin):
+# diffusers' ModelMixin and ConfigMixin declare ``config_name`` as str and None; ModelMixin's wins.
+class StructureEncoder(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """``(N, C, H, W)`` structure maps in [0, 1] → ``(N, out_channels, H/f, W/f)`` latent-grid features."""
 
     @register_to_config
@@ -40,7 +46,7 @@ class StructureEncoder(ModelMixin, ConfigMixin):
         conditioning_channels: int = len(STRUCTURE_CHANNELS),
         out_channels: int = 4,
         block_out_channels: tuple[int, ...] = (16, 32, 96, 256),
-    ):
+    ) -> None:
         super().__init__()
         self.embedding = ControlNetConditioningEmbedding(
             conditioning_embedding_channels=out_channels,
@@ -50,22 +56,24 @@ class StructureEncoder(ModelMixin, ConfigMixin):
 
     @property
     def downscale_factor(self) -> int:
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return 2 ** (len(self.config["block_out_channels"]) - 1)
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         return self.embedding(maps.to(self.dtype))
 
 
-def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
+def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int) -> None:
     """Give ``unet.conv_in`` ``extra_channels`` more inputs; the existing ones keep their weights."""
     old = unet.conv_in
+    # torch types a Conv2d's kernel_size, stride and padding attributes as tuples of any length, its arguments as pairs.
     new = nn.Conv2d(
-        old.in_channels + extra_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-        device=old.weight.device, dtype=old.weight.dtype,
+        old.in_channels + extra_channels, old.out_channels, old.kernel_size, old.stride, old.padding,  # type: ignore[arg-type]
+        bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype,
     )
     with torch.no_grad():
         new.weight[:, : old.in_channels].copy_(old.weight)
-        new.bias.copy_(old.bias)
+        if new.bias is not None and old.bias is not None:  # both or neither
+            new.bias.copy_(old.bias)
     unet.conv_in = new
     unet.register_to_config(in_channels=new.in_channels)
 
@@ -74,7 +82,7 @@ def widen_conv_in(unet: nn.Module, extra_channels: int) -> None:
 def _topology() -> dict[str, np.ndarray]:
     from mediapipe.python.solutions import face_mesh_connections as c
 
-    def points(edges) -> np.ndarray:
+    def points(edges: Iterable[tuple[int, int]]) -> np.ndarray:
         return np.array(sorted({i for e in edges for i in e}), dtype=np.int64)
 
     return {
@@ -95,10 +103,10 @@ def structure_map_from_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray
     scale = float(1 << shift)
 
     face = cv2.convexHull(np.round(pts[topo["oval"]] * scale).astype(np.int32))
-    cv2.fillConvexPoly(out[0], face, 255, lineType=cv2.LINE_AA, shift=shift)
+    cv2.fillConvexPoly(out[0], face, (255,), lineType=cv2.LINE_AA, shift=shift)
 
     lips = cv2.convexHull(np.round(pts[topo["lips"]] * scale).astype(np.int32))
-    cv2.fillConvexPoly(out[1], lips, 255, lineType=cv2.LINE_AA, shift=shift)
+    cv2.fillConvexPoly(out[1], lips, (255,), lineType=cv2.LINE_AA, shift=shift)
     grow = max(1, int(round(size * 0.02)))
     out[1] = cv2.dilate(out[1], cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
 
@@ -106,7 +114,7 @@ def structure_map_from_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray
     for a, b in topo["contours"]:
         pa = tuple(int(v) for v in np.round(pts[a] * scale))
         pb = tuple(int(v) for v in np.round(pts[b] * scale))
-        cv2.line(out[2], pa, pb, 255, thickness, lineType=cv2.LINE_AA, shift=shift)
+        cv2.line(out[2], pa, pb, (255,), thickness, lineType=cv2.LINE_AA, shift=shift)
     return (out.transpose(1, 2, 0).astype(np.float32) / 255.0)
 
 

@@ -8,17 +8,27 @@ small random weights here, as after training, so every input visibly reaches the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
 import torch
 from torch import nn
 
 from .builder import assemble_pipeline
-from .pipeline import PortraitTalkPipeline
+from .pipeline import PortraitTalkPipeline, Scheduler
+
+if TYPE_CHECKING:
+    import transformers
+    from diffusers.models import AutoencoderKL, MotionAdapter, UNet2DConditionModel
+
+    from .refine import PortraitRefiner
 
 TINY_RESOLUTION = 32
 _LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
 
-def tiny_tokenizer():
+def tiny_tokenizer() -> transformers.CLIPTokenizer:
     """A CLIP tokenizer over single letters (built in memory; no merges)."""
     from transformers import CLIPTokenizer
 
@@ -26,7 +36,7 @@ def tiny_tokenizer():
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=16)
 
 
-def tiny_text_encoder(tokenizer):
+def tiny_text_encoder(tokenizer: transformers.CLIPTokenizer) -> transformers.CLIPTextModel:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     return CLIPTextModel(CLIPTextConfig(
@@ -36,7 +46,7 @@ def tiny_text_encoder(tokenizer):
     ))
 
 
-def tiny_image_encoder():
+def tiny_image_encoder() -> transformers.CLIPVisionModelWithProjection:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     return CLIPVisionModelWithProjection(CLIPVisionConfig(
@@ -45,7 +55,7 @@ def tiny_image_encoder():
     ))
 
 
-def tiny_audio_encoder():
+def tiny_audio_encoder() -> tuple[transformers.Wav2Vec2Model, transformers.Wav2Vec2FeatureExtractor]:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     model = Wav2Vec2Model(Wav2Vec2Config(
@@ -59,8 +69,9 @@ def tiny_audio_encoder():
     return model.eval(), extractor
 
 
-def tiny_vae():
-    from diffusers import AutoencoderKL
+def tiny_vae() -> AutoencoderKL:
+    # Not ``from diffusers import …``: to a type checker those names are diffusers' placeholder classes.
+    from diffusers.models import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
@@ -69,8 +80,8 @@ def tiny_vae():
     )
 
 
-def tiny_unet(in_channels: int = 4):
-    from diffusers import UNet2DConditionModel
+def tiny_unet(in_channels: int = 4) -> UNet2DConditionModel:
+    from diffusers.models import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=TINY_RESOLUTION // 4, in_channels=in_channels, out_channels=4, layers_per_block=1,
@@ -80,8 +91,8 @@ def tiny_unet(in_channels: int = 4):
     )
 
 
-def tiny_motion_adapter():
-    from diffusers import MotionAdapter
+def tiny_motion_adapter() -> MotionAdapter:
+    from diffusers.models import MotionAdapter
 
     return MotionAdapter(
         block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
@@ -89,13 +100,14 @@ def tiny_motion_adapter():
     )
 
 
-def tiny_scheduler():
-    from diffusers import DDIMScheduler
+def tiny_scheduler() -> Scheduler:
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
-    return DDIMScheduler(
+    # diffusers types a scheduler's timesteps as int and IntTensor; it takes the tensors it makes (see Scheduler).
+    return cast(Scheduler, DDIMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing",
-    )
+    ))
 
 
 def _wake_zero_parameters(module: nn.Module, generator: torch.Generator, std: float = 0.05) -> None:
@@ -138,13 +150,14 @@ def build_tiny_pipeline(seed: int = 0, motion: bool = True, clip_length: int = 8
     return pipe
 
 
-def tiny_ip_adapter_state_dict(unet, image_embed_dim: int = 16, seed: int = 0) -> dict:
+def tiny_ip_adapter_state_dict(unet: UNet2DConditionModel, image_embed_dim: int = 16,
+                               seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
     """An IP-Adapter checkpoint (the original layout diffusers' ``load_ip_adapter`` reads) for ``unet``."""
     from .attention import spatial_attention_layers
 
     g = torch.Generator().manual_seed(seed)
-    cross = int(unet.config.cross_attention_dim)
-    state = {
+    cross = int(unet.config["cross_attention_dim"])
+    state: dict[str, dict[str, torch.Tensor]] = {
         "image_proj": {
             "proj.weight": torch.randn(4 * cross, image_embed_dim, generator=g) * 0.2,
             "proj.bias": torch.zeros(4 * cross),
@@ -163,7 +176,7 @@ def tiny_ip_adapter_state_dict(unet, image_embed_dim: int = 16, seed: int = 0) -
     return state
 
 
-def tiny_refiner(seed: int | None = None):
+def tiny_refiner(seed: int | None = None) -> PortraitRefiner:
     """A refine-mode :class:`~.refine.PortraitRefiner` (AnimateDiff video-to-video + IP-Adapter)
     from tiny random components, 32 px; ``seed`` seeds torch first when given."""
     from transformers import CLIPImageProcessorPil
@@ -182,7 +195,8 @@ def tiny_refiner(seed: int | None = None):
     )
 
 
-def synthetic_talking_clip(n_frames: int = 24, size: int = TINY_RESOLUTION, fps: float = 25.0, seed: int = 0):
+def synthetic_talking_clip(n_frames: int = 24, size: int = TINY_RESOLUTION, fps: float = 25.0,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A drawn face whose mouth opens and closes with a voiced tone: ``(frames, landmarks, audio)``.
 
     ``frames`` ``(N, size, size, 3)`` uint8, ``landmarks`` ``(N, 478, 2)`` in mediapipe's topology
@@ -190,12 +204,11 @@ def synthetic_talking_clip(n_frames: int = 24, size: int = TINY_RESOLUTION, fps:
     float32 whose loudness follows the mouth opening.
     """
     import cv2
-    import numpy as np
     from mediapipe.python.solutions import face_mesh_connections as c
 
     rng = np.random.default_rng(seed)
 
-    def chains(edges) -> list[list[int]]:
+    def chains(edges: Iterable[tuple[int, int]]) -> list[list[int]]:
         """The edge set split into ordered polylines / loops (mediapipe lists edges unordered)."""
         nbrs: dict[int, list[int]] = {}
         for a, b in edges:
@@ -215,11 +228,11 @@ def synthetic_talking_clip(n_frames: int = 24, size: int = TINY_RESOLUTION, fps:
             out.append(chain)
         return out
 
-    def place_loop(chain, cx, cy, rx, ry):
+    def place_loop(chain: list[int], cx: float, cy: float, rx: float, ry: float) -> None:
         a = np.linspace(0, 2 * np.pi, len(chain), endpoint=False)
         base[chain] = np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
 
-    def place_line(chain, x0, y0, x1, y1):
+    def place_line(chain: list[int], x0: float, y0: float, x1: float, y1: float) -> None:
         base[chain] = np.stack([np.linspace(x0, x1, len(chain)), np.linspace(y0, y1, len(chain))], axis=1)
 
     base = np.zeros((478, 2))

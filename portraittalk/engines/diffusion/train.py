@@ -38,10 +38,17 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .data import TalkingFaceVideoDataset
+    from .pipeline import PortraitTalkPipeline
 
 log = logging.getLogger("portraittalk.train")
 
@@ -102,9 +109,12 @@ class TrainResult:
 class PortraitTalkTrainingModel(nn.Module):
     """All modules of one training step in one container (one DDP wrapper for accelerate)."""
 
-    def __init__(self, pipe, stage: int):
+    alphas_cumprod: torch.Tensor  # a buffer
+
+    def __init__(self, pipe: PortraitTalkPipeline, stage: int) -> None:
         super().__init__()
-        from diffusers import DDPMScheduler
+        # Not ``from diffusers import …``: to a type checker those names are diffusers' placeholder classes.
+        from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
         self.vae = pipe.vae
         self.text_encoder = pipe.text_encoder
@@ -116,12 +126,12 @@ class PortraitTalkTrainingModel(nn.Module):
         self.vae_scale_factor = pipe.vae_scale_factor
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        shift = self.vae.config.get("shift_factor") or 0.0
         latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.sample()
-        return ((latents - shift) * self.vae.config.scaling_factor).float()
+        return ((latents - shift) * self.vae.config["scaling_factor"]).float()
 
     def forward(
-        self, batch: dict, input_ids: torch.Tensor, dropout: dict[str, torch.Tensor] | None = None,
+        self, batch: dict[str, Any], input_ids: torch.Tensor, dropout: dict[str, torch.Tensor] | None = None,
         noise: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         pixels = batch["pixel_values"]  # (B, F, 3, S, S)
@@ -169,7 +179,7 @@ class PortraitTalkTrainingModel(nn.Module):
         return {"mse": mse, "reconstruction": rec}
 
 
-def trainable_parameters(pipe, stage: int) -> list[nn.Parameter]:
+def trainable_parameters(pipe: PortraitTalkPipeline, stage: int) -> list[nn.Parameter]:
     """Freeze everything, then unfreeze what ``stage`` trains; returns those parameters."""
     from .animate import motion_parameters, spatial_parameters
 
@@ -188,12 +198,12 @@ def trainable_parameters(pipe, stage: int) -> list[nn.Parameter]:
     return params
 
 
-def audio_feature_key(pipe) -> str:
+def audio_feature_key(pipe: PortraitTalkPipeline) -> str:
     config = json.dumps(pipe.audio_encoder.config.to_dict(), sort_keys=True, default=str)
     return hashlib.sha1(config.encode()).hexdigest()[:12]
 
 
-def load_or_assemble(cfg: TrainConfig):
+def load_or_assemble(cfg: TrainConfig) -> PortraitTalkPipeline:
     from .pipeline import PortraitTalkPipeline
 
     if cfg.init == "tiny":
@@ -210,7 +220,7 @@ def load_or_assemble(cfg: TrainConfig):
     )
 
 
-def _tokenize(pipe, captions: list[str], drop: torch.Tensor) -> torch.Tensor:
+def _tokenize(pipe: PortraitTalkPipeline, captions: list[str], drop: torch.Tensor) -> torch.Tensor:
     texts = ["" if d else c for c, d in zip(captions, drop.tolist())]
     return pipe.tokenizer(
         texts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
@@ -219,7 +229,8 @@ def _tokenize(pipe, captions: list[str], drop: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluation_loss(
-    model: PortraitTalkTrainingModel, pipe, batch: dict, timesteps: tuple[int, ...], seed: int, reconstruction_weight: float
+    model: PortraitTalkTrainingModel, pipe: PortraitTalkPipeline, batch: dict[str, Any], timesteps: tuple[int, ...],
+    seed: int, reconstruction_weight: float,
 ) -> float:
     """Loss on a fixed batch with fixed noise and timesteps, no dropout: comparable across steps."""
     was_training = model.training
@@ -238,7 +249,7 @@ def evaluation_loss(
     return total / len(timesteps)
 
 
-def train(cfg: TrainConfig, dataset=None) -> TrainResult:
+def train(cfg: TrainConfig, dataset: TalkingFaceVideoDataset | None = None) -> TrainResult:
     """Run one stage; ``dataset`` overrides ``cfg.video_dir`` (a :class:`TalkingFaceVideoDataset`)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import set_seed
@@ -263,7 +274,7 @@ def train(cfg: TrainConfig, dataset=None) -> TrainResult:
     if cfg.stage == 2:
         motion = None
         if cfg.motion_adapter:
-            from diffusers import MotionAdapter
+            from diffusers.models import MotionAdapter
 
             motion = MotionAdapter.from_pretrained(cfg.motion_adapter, use_safetensors=True)
         pipe.add_motion_modules(motion)
@@ -274,15 +285,15 @@ def train(cfg: TrainConfig, dataset=None) -> TrainResult:
         pipe.reference_unet.enable_gradient_checkpointing()
 
     clip_length = 1 if cfg.stage == 1 else cfg.clip_length
-    common = dict(clip_length=clip_length, frame_stride=cfg.frame_stride, num_references=cfg.num_references,
-                  audio_context_frames=int(pipe.audio_projection.config.context_frames),
+    common: dict[str, Any] = dict(clip_length=clip_length, frame_stride=cfg.frame_stride, num_references=cfg.num_references,
+                  audio_context_frames=int(pipe.audio_projection.config["context_frames"]),
                   face_weight=cfg.face_weight, mouth_weight=cfg.mouth_weight)
     if dataset is None:
         if not cfg.video_dir:
             raise ValueError("give --video-dir (a folder of talking-face videos)")
         with accelerator.main_process_first():
             dataset = TalkingFaceVideoDataset.from_folder(
-                Path(cfg.video_dir), Path(cfg.cache_dir), int(pipe.config.resolution), fps=cfg.fps,
+                Path(cfg.video_dir), Path(cfg.cache_dir), int(pipe.config["resolution"]), fps=cfg.fps,
                 crop_scale=cfg.crop_scale, max_seconds=cfg.max_seconds_per_video, **common,
             )
     if cfg.stage == 2:
@@ -346,7 +357,8 @@ def train(cfg: TrainConfig, dataset=None) -> TrainResult:
     return TrainResult(out_dir, step, losses, eval_before, eval_after)
 
 
-def save_checkpoint(accelerator, pipe, folder: Path, cfg: TrainConfig, step: int) -> None:
+def save_checkpoint(accelerator: Accelerator, pipe: PortraitTalkPipeline, folder: Path, cfg: TrainConfig,
+                    step: int) -> None:
     """A complete pipeline folder (safetensors) plus the training state as JSON."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
