@@ -8,6 +8,7 @@ from the stream line ffmpeg prints, e.g.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..contracts import AudioClip
 from ..errors import InputError
-from .paths import scratch_folder
+from .paths import scratch_folder, write_file
 
 ANALYSIS_RATE = 16000
 MIN_DURATION_S = 0.3
@@ -259,9 +260,10 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> Path:
     if data.ndim == 1:
         data = data[:, None]
     pcm = np.clip(np.rint(np.clip(data, -1.0, 1.0) * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
         wav.setnchannels(int(data.shape[1]))
         wav.setsampwidth(2)
         wav.setframerate(int(rate))
         wav.writeframes(pcm.tobytes())
-    return path
+    return write_file(path, buffer.getvalue())  # complete, or not there at all
