@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -117,7 +117,7 @@ class PortraitTalkPipeline:
 
     def render(self, image: str | Path | bytes, audio: str | Path | None, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
-               references: list[str | Path | bytes] | None = None) -> RenderResult:
+               references: Sequence[str | Path | bytes] | None = None) -> RenderResult:
         """A talking-face video of the portrait saying ``audio`` (a recording), or, when the
         settings hold a text (and ``audio`` is None), that text read by the settings' voice."""
         s = (settings or RenderSettings()).validated()
@@ -138,7 +138,7 @@ class PortraitTalkPipeline:
             return self._render(image, wav, out_path, s, progress, references, spoken, synthesis_s)
 
     def _render(self, image: str | Path | bytes, audio: str | Path, out_path: Path, s: RenderSettings,
-                progress: ProgressFn | None, references: list[str | Path | bytes] | None,
+                progress: ProgressFn | None, references: Sequence[str | Path | bytes] | None,
                 spoken: SynthesizedSpeech | None = None, synthesis_s: float = 0.0) -> RenderResult:
         from .analysis.speech import NO_SPEECH_WARNING, analyze_speech
         from .analysis.speech.given import analyze_given_phones
@@ -223,7 +223,7 @@ class PortraitTalkPipeline:
         return RenderResult(out_path, identity, motion, report, warnings, spoken)
 
     def _identity_stream(self, s: RenderSettings, portrait: Portrait, face: FaceAnalysis,
-                         references: list[str | Path | bytes], warnings: list[str]) -> FrameStream | None:
+                         references: Sequence[str | Path | bytes], warnings: list[str]) -> FrameStream | None:
         """The identity scorer, fed with the portrait and any extra references; None when not scoring."""
         if not s.score_identity:
             return None

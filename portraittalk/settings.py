@@ -115,7 +115,9 @@ class RenderSettings:
             spec, value = self.spec(f), getattr(self, f.name)
             if spec.whole:
                 whole = isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
-                if not whole or not spec.lo <= int(value) <= spec.hi:
+                lo = 0 if spec.lo is None else spec.lo
+                hi = float("inf") if spec.hi is None else spec.hi
+                if not whole or not lo <= int(value) <= hi:
                     raise InputError(f"The setting '{f.name}' must be a whole number from {spec.lo:g} up "
                                      f"(got {value!r}).")
                 setattr(self, f.name, int(value))

@@ -74,7 +74,7 @@ class BackgroundMeter:
     def measure(self, grey: np.ndarray, box: Box | None) -> tuple[float, float]:
         """(SSIM, flicker) of one full-size grey frame whose face is in ``box``; NaN where not measured."""
         grey = self._small(grey)
-        background = ~head_mask(grey.shape, [box, self.portrait_box], self.scale)
+        background = ~head_mask((grey.shape[0], grey.shape[1]), [box, self.portrait_box], self.scale)
         ssim = flicker = np.nan
         if self.portrait_grey is not None and background.mean() >= MIN_BACKGROUND_FRACTION:
             ssim = masked_ssim(grey, self.portrait_grey, background)

@@ -53,7 +53,7 @@ class _FrameMeasures:
         points, velocity = self.head.update(grey, lm)
         self.velocities.append(velocity)
         self.found.append(lm is not None)
-        if lm is not None:
+        if lm is not None and points is not None:
             yaw, pitch, roll = self.head.pose(points)
             values = {"mouth_gap": fm.mouth_gap_ratio(lm), "eye_open": fm.eye_open_ratio(lm),
                       "yaw": yaw, "pitch": pitch, "roll": roll}

@@ -88,10 +88,11 @@ def av_offset(mouth: np.ndarray, envelope: np.ndarray, fps: float, max_lag_s: fl
     ``mouth[i]`` is compared with ``envelope[i − lag]``: a lag of +k means the mouth makes
     the shape k frames after the sound (the picture is late).
     """
-    mouth = _fill_gaps(np.asarray(mouth, np.float64))
+    filled = _fill_gaps(np.asarray(mouth, np.float64))
     env = np.asarray(envelope, np.float64)
-    if mouth is None or min(len(mouth), len(env)) < 8:
+    if filled is None or min(len(filled), len(env)) < 8:
         return None
+    mouth = filled
     n = min(len(mouth), len(env))
     mouth, env = mouth[:n], env[:n]
     if np.percentile(mouth, 95) - np.percentile(mouth, 5) < MIN_MOUTH_MOTION or np.std(env) < 1e-3:
@@ -134,13 +135,13 @@ def local_sync(mouth: np.ndarray, envelope: np.ndarray, fps: float,
     where the window has no sound or no mouth motion."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    mouth = _fill_gaps(np.asarray(mouth, np.float64))
-    n = min(len(envelope), len(mouth)) if mouth is not None else 0
+    filled = _fill_gaps(np.asarray(mouth, np.float64))
+    n = min(len(envelope), len(filled)) if filled is not None else 0
     out = np.full(len(envelope), np.nan, np.float32)
     w = max(5, int(round(window_s * fps)) | 1)
-    if n < w:
+    if filled is None or n < w:
         return out
-    env = np.asarray(envelope[:n], np.float64)
+    mouth, env = filled, np.asarray(envelope[:n], np.float64)
     # Windows where the mouth or the sound barely changes have no meaningful correlation.
     raw_a, raw_b = sliding_window_view(mouth[:n], w), sliding_window_view(env, w)
     ok = (np.ptp(raw_a, axis=1) >= MIN_MOUTH_MOTION) & (np.ptp(raw_b, axis=1) >= 0.1)

@@ -47,8 +47,8 @@ class HeadTracker:
         fused = mesh
         if self._prev is not None:
             prev_grey, prev_pts = self._prev
-            nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev_grey, grey, prev_pts.reshape(-1, 1, 2), None,
-                                                      winSize=(21, 21), maxLevel=3)
+            nxt, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]  # None: no initial guess
+                prev_grey, grey, prev_pts.reshape(-1, 1, 2), None, winSize=(21, 21), maxLevel=3)
             nxt = nxt.reshape(-1, 2)
             # A point the flow lost, or that wandered far from the mesh, restarts from the mesh.
             eye_distance = float(np.linalg.norm(mesh[3] - mesh[0])) + 1e-6

@@ -169,6 +169,7 @@ def _write_finite_copy(source: Path, dest: Path, clip: AudioClip) -> bool:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         pending = b""
+        assert proc.stdout is not None  # stdout=PIPE
         while True:
             chunk = proc.stdout.read(1 << 20)
             if not chunk:

@@ -51,7 +51,7 @@ def load_portrait(source: str | Path | bytes, max_size: int | None = None) -> Po
         # Pillow's own bomb warning would fire before our stricter size check.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=_accepted_formats())
+            image: Image.Image = Image.open(io.BytesIO(data), formats=_accepted_formats())
         except Image.DecompressionBombError:
             raise InputError(too_large_message(name)) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):

@@ -83,7 +83,7 @@ def compare_verdict(summary_a: dict[str, Any], summary_b: dict[str, Any]) -> str
 
 def side_by_side(evaluations: Sequence[VideoEvaluation]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(metrics table, curves for the plot, verdict and notes) for videos A and B."""
-    rows, curves = compare(*evaluations, names=COMPARE_NAMES)
+    rows, curves = compare(evaluations[0], evaluations[1], names=COMPARE_NAMES)
     verdict = compare_verdict(evaluations[0].summary(), evaluations[1].summary())
     notes = [f"_Video {name}: {note}_" for name, ev in zip(COMPARE_NAMES, evaluations) for note in ev.notes]
     curves = curves.assign(series=curves["video"] + " " + curves["metric"].map(COMPARE_CURVES))

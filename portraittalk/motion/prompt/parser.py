@@ -220,9 +220,10 @@ def _apply_modifiers(clause: _Clause) -> None:
         inside = [m for s, e, m in spans_tok if s < pos < e]
         after = [m for s, _, m in spans_tok if s > pos]
         before = [m for _, e, m in spans_tok if e < pos]
-        target = (inside or after or before[-1:] or [None])[0]
-        if target is None:
+        candidates = inside or after or before[-1:]
+        if not candidates:
             continue
+        target = candidates[0]
         if tok.kind == "neg":
             negated_of[id(target)] = True
         else:
@@ -240,10 +241,11 @@ def _apply_modifiers(clause: _Clause) -> None:
 
 def _leftovers(clause: _Clause) -> list[str]:
     """Runs of content words that no chosen span explains."""
-    covered = set()
+    covered: set[int] = set()
     for i, j, _ in clause.chosen:
         covered.update(range(i, j))
-    runs, run = [], []
+    runs: list[list[str]] = []
+    run: list[str] = []
     for k, ti in enumerate(clause.content):
         w = clause.tokens[ti].word
         if k in covered:
