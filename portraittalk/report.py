@@ -53,10 +53,14 @@ class AudioReport:
 
 @dataclass
 class SpeechReport:
-    method: str
+    method: str  # how the phones were found: "forced-alignment" | "espeak-dtw" | "acoustic"
     language: str
     speech_ratio: float
     phones: int
+    language_probability: float  # the recogniser's confidence (1 when the language was given)
+    text: str  # what the recogniser heard
+    words_from: str  # "transcript" | "recognition" | "" (acoustic mouth shapes)
+    words: int
 
 
 @dataclass
@@ -106,7 +110,8 @@ class RunReport:
             audio=AudioReport(Path(clip.source_path).name, round(clip.duration_s, 3), clip.original_rate,
                               clip.original_channels, clip.codec),
             speech=SpeechReport(speech.method, speech.language, round(float(speech.speech_ratio), 3),
-                                len(speech.phones)),
+                                len(speech.phones), speech.language_probability, speech.text, speech.words_from,
+                                len(speech.words)),
         )
         scores = None
         if identity is not None:

@@ -47,6 +47,7 @@ def add_render_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output video path (.mp4)")
     p.add_argument("--scores", help="write per-frame identity scores and the run report here (JSON)")
     p.add_argument("--motion", help="write the motion track here (JSON)")
+    p.add_argument("--subtitles", help="write the spoken words here as subtitles (.vtt or .srt)")
     p.add_argument("--reference", action="append", default=[],
                    help="extra portrait of the same person (repeatable); used for identity scoring")
     add_setting_options(p)
@@ -60,7 +61,8 @@ def run_render(args: argparse.Namespace) -> int:
 
     check_files((("portrait", args.image), ("audio", args.audio)))
     # Report files are checked before the render, so a bad path never ends in a traceback after it.
-    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json")):
+    for report, example_name in ((args.scores, "scores.json"), (args.motion, "motion.json"),
+                                 (args.subtitles, "words.vtt")):
         if report:
             check_output_path(report, example_name)
     settings = RenderSettings(**{f.name: getattr(args, f.name) for f in fields(RenderSettings)})
@@ -73,6 +75,9 @@ def run_render(args: argparse.Namespace) -> int:
         result.write_scores(args.scores)
     if args.motion:
         result.write_motion(args.motion)
+    if args.subtitles:
+        from ..io.subtitles import cues_from_words, write_subtitles
+        write_subtitles(args.subtitles, cues_from_words(result.words))
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     summary = result.report.get("identity") or {}
