@@ -128,10 +128,21 @@ class Handlers:
         return gr.update(value=preview, visible=True), None, None, "", None, ""
 
     @staticmethod
-    def _result(stored: StoredResult, prompt: str) -> tuple:
-        """(video, plot, summary, downloads, notes) for the page."""
-        return (str(stored.video), texts.identity_plot_data(stored.report), texts.summary_markdown(stored),
+    def _result(stored: StoredResult, prompt: str, subtitles: bool = True) -> tuple:
+        """(video, plot, summary, downloads, notes) for the page; the player shows the subtitles."""
+        video = gr.update(value=str(stored.video), subtitles=str(stored.subtitles)) if subtitles else str(stored.video)
+        return (video, texts.identity_plot_data(stored.report), texts.summary_markdown(stored),
                 stored.downloads, texts.notes_markdown(stored.report, prompt))
+
+    @friendly_errors(title="Can't read the recording")
+    def heard(self, audio):
+        """After an upload or a recording: the words and the language recognised, and a line about them."""
+        heard = self.service.recognize(audio)
+        return heard.text, heard.language, texts.heard_markdown(heard)
+
+    @friendly_errors(title="Can't burn in the captions")
+    def burn_captions(self, video, downloads):
+        return gr.update(value=self.service.burn_captions(video, downloads), visible=True)
 
     @friendly_errors
     def generate(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
@@ -155,7 +166,7 @@ class Handlers:
         """Examples gallery: default settings, final outputs only (these get cached)."""
         stored = self.service.render(portrait, audio, None, request_settings({"transcript": transcript}),
                                      lambda frac, msg: None, self.render)
-        return self._result(stored, "")
+        return self._result(stored, "", subtitles=False)  # cached outputs keep plain values
 
     @friendly_errors(title="Can't compare these videos", unexpected=texts.UNEXPECTED_COMPARE_ERROR)
     def compare_videos(self, portrait, video_a, video_b, audio=None, transcript="", progress=gr.Progress()):
@@ -245,11 +256,15 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         audio = gr.Audio(label=f"2 · Speech (up to {service.settings.max_audio_seconds:g} s)",
                                          sources=["upload", "microphone"], type="filepath", elem_id="pt-audio")
                         with gr.Row():
-                            transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
-                                                    elem_id="pt-transcript",
-                                                    placeholder="The words, for better lip sync (English)")
-                            prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
-                                                placeholder="e.g. calm, slight smile, nodding")
+                            transcript = gr.Textbox("", label="What is said", max_lines=6, elem_id="pt-transcript",
+                                                    placeholder="Filled in from the recording; correct it if needed")
+                            language = gr.Dropdown([(texts.language_name(c), c) for c in OFFERED["language"].choices],
+                                                   value=OFFERED["language"].default, label="Language",
+                                                   allow_custom_value=True, elem_id="pt-language",
+                                                   info="Detected from the recording")
+                        heard = gr.Markdown(elem_id="pt-heard")
+                        prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
+                                            placeholder="e.g. calm, slight smile, nodding")
                         go = gr.Button("3 · Generate video", variant="primary", size="lg", elem_id="pt-generate")
                         examples_slot = gr.Column()  # filled after the outputs exist
                         # The render's inputs by name: RenderSettings' field names are the API's parameter names.
@@ -276,6 +291,7 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                 controls["guidance_scale"] = slider(
                                     "guidance_scale", "Guidance scale", interactive=diffusion_ok,
                                     info="Diffusion engine only: how strictly it follows the audio, identity and prompt.")
+                        controls["language"] = language  # last: the page endpoint's positional order stays
                     # ---------------- outputs ----------------
                     with gr.Column(scale=1, min_width=320):
                         preview = gr.Image(label="Face found — this face will talk", visible=False,
@@ -291,8 +307,14 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         restore_cached_plots(plot)
                         summary = gr.Markdown(elem_id="pt-summary")
                         notes = gr.Markdown(elem_id="pt-notes")
-                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON) and motion track (JSON)",
+                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON), motion track (JSON), "
+                                                  "subtitles (WebVTT, SRT)",
                                             file_count="multiple", interactive=False, elem_id="pt-downloads")
+                        burn = gr.Button("Burn the captions into the video (for sharing)", size="sm",
+                                         elem_id="pt-burn")
+                        captioned = gr.File(label="Video with captions", visible=False, elem_id="pt-captioned")
+                        burn.click(on.burn_captions, inputs=[video, downloads], outputs=captioned,
+                                   api_visibility="private", concurrency_id="render", concurrency_limit=concurrency)
                         with gr.Accordion("What do these numbers mean?", open=False):
                             gr.Markdown(texts.ABOUT_SCORES)
 
@@ -349,6 +371,9 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                  show_progress_on=[compare_table, compare_plot],
                                  concurrency_id="render", concurrency_limit=concurrency)
 
+        for recorded in (audio.upload, audio.stop_recording):  # not on examples: they bring their own words
+            recorded(on.heard, inputs=audio, outputs=[transcript, language, heard], api_visibility="private",
+                     show_progress_on=[transcript], concurrency_id="prepare", concurrency_limit=4)
         result_outputs = [preview, video, plot, summary, downloads, notes]
         # Two steps: a quick check that shows the chosen face (and any input error) at once,
         # then the render, whose progress bar runs on the video panel.

@@ -122,7 +122,7 @@ def test_page_endpoint_gives_plot_summary_and_downloads(client, example_render):
     assert len(rows) == n + 2  # one point per frame + the two ends of the threshold line
     assert f"of {n} frames" in summary
     names = sorted(Path(d).name for d in downloads)
-    assert names == ["motion.json", "scores.csv", "scores.json"]
+    assert names == ["motion.json", "scores.csv", "scores.json", "words.srt", "words.vtt"]
     by_name = {Path(d).name: Path(d) for d in downloads}
     with open(by_name["scores.csv"]) as f:
         table = list(csv.DictReader(f))

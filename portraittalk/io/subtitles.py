@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -109,16 +110,18 @@ def _font_folder() -> str | None:
     return str(folder) if (folder / "DejaVuSans.ttf").is_file() else None
 
 
-def burn_in(video: str | Path, cues: Sequence[Cue], out: str | Path) -> Path:
-    """A copy of ``video`` with the cues drawn into the picture (libass), sound copied as it is.
-    For players and sites that hide soft subtitles; glyphs DejaVu Sans lacks (CJK) need a system font."""
+def burn_in(video: str | Path, subtitles: str | Path, out: str | Path) -> Path:
+    """A copy of ``video`` with the subtitles file (.srt / .vtt) drawn into the picture (libass),
+    the sound copied as it is: for players and sites that hide soft subtitles. Glyphs DejaVu
+    Sans lacks (Chinese, Japanese) need a system font."""
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="portraittalk-burn-") as folder:
-        write_subtitles(Path(folder) / "words.srt", cues)
+        name = "words" + Path(subtitles).suffix.lower()
+        shutil.copyfile(subtitles, Path(folder) / name)
         style = "FontName=DejaVu Sans,FontSize=20,Outline=2,Shadow=0,MarginV=24"
         fonts = _font_folder()
         # run inside the folder: the filter graph then names the file without any path to escape
-        graph = "subtitles=words.srt" + (f":fontsdir='{_escape(fonts)}'" if fonts else "") + f":force_style='{style}'"
+        graph = f"subtitles={name}" + (f":fontsdir='{_escape(fonts)}'" if fonts else "") + f":force_style='{style}'"
         fd, tmp = tempfile.mkstemp(prefix=".captions-", suffix=".mp4", dir=out.parent)
         os.close(fd)
         proc = subprocess.run(

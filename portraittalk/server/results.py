@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from .. import __version__ as PORTRAITTALK_VERSION
 from ..contracts import SAME_PERSON_DISTANCE
+from ..io.subtitles import cues_from_words, write_subtitles
 from ..pipeline import RenderResult
 from ..settings import RenderSettings
 
@@ -28,6 +29,7 @@ class StoredResult:
     from_cache: bool = False
 
     VIDEO, SCORES_JSON, SCORES_CSV, MOTION_JSON = "portraittalk.mp4", "scores.json", "scores.csv", "motion.json"
+    SUBTITLES_VTT, SUBTITLES_SRT = "words.vtt", "words.srt"  # what is said, timed (empty without words)
 
     @property
     def video(self) -> Path:
@@ -35,7 +37,12 @@ class StoredResult:
 
     @property
     def downloads(self) -> list[str]:
-        return [str(self.folder / n) for n in (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON)]
+        return [str(self.folder / n) for n in (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON,
+                                               self.SUBTITLES_VTT, self.SUBTITLES_SRT)]
+
+    @property
+    def subtitles(self) -> Path:
+        return self.folder / self.SUBTITLES_VTT
 
 
 def file_digest(h: Any, role: str, path: str | None) -> None:
@@ -52,7 +59,7 @@ class ResultCache:
     """Finished renders keyed by a hash of (portrait bytes, reference bytes, audio bytes, file
     names, settings). Each entry is a folder; the oldest entries are removed past a count."""
 
-    FORMAT = 1  # bump when what a folder holds changes
+    FORMAT = 2  # bump when what a folder holds changes
 
     def __init__(self, root: Path, max_entries: int) -> None:
         self.root = Path(root)
@@ -90,6 +97,9 @@ class ResultCache:
         (work / StoredResult.SCORES_JSON).write_text(json.dumps(report, indent=1))
         write_scores_csv(report, work / StoredResult.SCORES_CSV)
         result.write_motion(work / StoredResult.MOTION_JSON)
+        cues = cues_from_words(result.words)
+        for name in (StoredResult.SUBTITLES_VTT, StoredResult.SUBTITLES_SRT):
+            write_subtitles(work / name, cues)
         folder = self.root / key
         with self._lock:
             if folder.exists():  # an identical request finished first; keep that one

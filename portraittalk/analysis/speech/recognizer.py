@@ -85,14 +85,14 @@ def recognize(samples: np.ndarray, db: np.ndarray, transcript: str | None = None
             base.warnings.append(f"No speech was recognised to time the transcript by; {ACOUSTIC_NOTE}.")
             return base
         return _spoken(samples, db, pcm, words, "transcript", lang, heard.language_probability, base)
-    if not _trusted(heard, language is not None):
+    if not trusted(heard, language is not None):
         log.info("recognised words not trusted (no speech %.2f, log-prob %.2f, %s %.2f)",
                  heard.no_speech_probability, heard.avg_logprob, heard.language, heard.language_probability)
         return base
     return _spoken(samples, db, pcm, said, "recognition", lang, heard.language_probability, base)
 
 
-def _trusted(heard: whisper.Transcription, language_given: bool) -> bool:
+def trusted(heard: whisper.Transcription, language_given: bool) -> bool:
     return (bool(heard.words) and heard.no_speech_probability <= MAX_NO_SPEECH
             and heard.avg_logprob >= MIN_AVG_LOGPROB
             and (language_given or heard.language_probability >= MIN_LANGUAGE_PROBABILITY))

@@ -34,10 +34,12 @@ def _align_decoder():
     return Decoder(lm=None, loglevel="FATAL")
 
 
-def _decode(decoder, pcm: bytes) -> None:
-    # A fresh stream each time: the decoder otherwise carries its feature state from the
-    # previous clip over, and the same clip aligned after another comes out slightly different.
-    decoder.start_stream()
+def _decode(decoder, pcm: bytes, fresh: bool) -> None:
+    # A new clip starts a fresh stream: the decoder otherwise carries its feature normalisation
+    # over from the previous clip, and the same clip aligned after another comes out slightly
+    # different. The second pass over the same clip keeps what the first one learnt of it.
+    if fresh:
+        decoder.start_stream()
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
@@ -126,11 +128,11 @@ def forced_alignment(pcm: bytes, text: str, pronounce: Callable[[str], str | Non
             return None, "The transcript contains no words that can be aligned"
         try:
             dec.set_align_text(" ".join(words))
-            _decode(dec, pcm)
+            _decode(dec, pcm, fresh=True)
             if dec.hyp() is None:
                 raise RuntimeError("no alignment path")
             dec.set_alignment()
-            _decode(dec, pcm)
+            _decode(dec, pcm, fresh=False)
             alignment = dec.get_alignment()
             entries = [(p.name, p.start, p.duration) for p in alignment.phones()] if alignment else []
             spans = [(w.name, w.start, w.duration) for w in alignment.words()] if alignment else []
