@@ -91,7 +91,7 @@ def package_data(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise RecognizerUnavailableError(f"The speech recogniser's model package '{package.replace('_', '-')}' "
-                                         f"is not installed; run: {REINSTALL}")
+                                         f"is not installed; run: {REINSTALL}.")
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
@@ -103,16 +103,16 @@ def model_parts(data_dirs: tuple[Path, Path] | None = None) -> tuple[list[Path],
     for folder, name in zip(dirs, PART_FILES):
         path = folder / name
         if not path.is_file():
-            raise RecognizerUnavailableError(f"The speech recogniser's model file {path} is missing; run: {REINSTALL}")
+            raise RecognizerUnavailableError(f"The speech recogniser's model file {path} is missing; run: {REINSTALL}.")
         size = path.stat().st_size
         if size != PART_SIZE:
             raise RecognizerUnavailableError(f"The speech recogniser's model file {path} is {size} bytes instead of "
-                                             f"{PART_SIZE} (truncated or damaged); run: {REINSTALL}")
+                                             f"{PART_SIZE} (truncated or damaged); run: {REINSTALL}.")
         parts.append(path)
     for name in AUX_SHA256:
         if not (dirs[0] / name).is_file():
             raise RecognizerUnavailableError(f"The speech recogniser's model file {dirs[0] / name} is missing; "
-                                             f"run: {REINSTALL}")
+                                             f"run: {REINSTALL}.")
     return parts, dirs[0]
 
 
@@ -175,11 +175,11 @@ def bundled_model_dir(dest: Path | None = None, data_dirs: tuple[Path, Path] | N
         if joined.stat().st_size != MODEL_SIZE or h.hexdigest() != MODEL_SHA256:
             raise RecognizerUnavailableError(f"The speech recogniser's model files are damaged (the joined model's "
                                              f"checksum is {h.hexdigest()[:12]}…, not {MODEL_SHA256[:12]}…); "
-                                             f"run: {REINSTALL}")
+                                             f"run: {REINSTALL}.")
         for name, digest in AUX_SHA256.items():
             if _sha256(aux / name) != digest:
                 raise RecognizerUnavailableError(f"The speech recogniser's model file {aux / name} is damaged; "
-                                                 f"run: {REINSTALL}")
+                                                 f"run: {REINSTALL}.")
             copy = _write_atomically(dest, name, lambda out, n=name: out.write((aux / n).read_bytes()))
             os.replace(copy, dest / name)
         os.replace(joined, dest / "model.bin")
