@@ -87,7 +87,7 @@ def test_phone_times_of_the_recognised_path_land_near_the_shipped_alignment(n):
     assert a.method == "forced-alignment" and a.words_from == "recognition"
     ours = [(p.phone, p.start, p.end) for p in a.phones if p.phone != "SIL"]
     errors = []
-    for phone, start, end in reference_phones(base):
+    for phone, start, _end in reference_phones(base):
         if phone == "SIL":
             continue
         same = [s for p, s, _ in ours if p == phone and abs(s - start) < 0.2]
