@@ -138,7 +138,7 @@ class Handlers:
     def heard(self, audio):
         """After an upload or a recording: the words and the language recognised, and a line about them."""
         heard = self.service.recognize(audio)
-        return heard.text, heard.language, texts.heard_markdown(heard)
+        return heard.text, heard.language or "", texts.heard_markdown(heard)
 
     @friendly_errors(title="Can't burn in the captions")
     def burn_captions(self, video, downloads):
@@ -260,8 +260,7 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                                     placeholder="Filled in from the recording; correct it if needed")
                             language = gr.Dropdown([(texts.language_name(c), c) for c in OFFERED["language"].choices],
                                                    value=OFFERED["language"].default, label="Language",
-                                                   allow_custom_value=True, elem_id="pt-language",
-                                                   info="Detected from the recording")
+                                                   allow_custom_value=True, elem_id="pt-language")
                         heard = gr.Markdown(elem_id="pt-heard")
                         prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
                                             placeholder="e.g. calm, slight smile, nodding")

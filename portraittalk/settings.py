@@ -16,8 +16,8 @@ from .errors import InputError
 
 MAX_AUDIO_SECONDS = 600.0  # a longer clip is refused with this limit named in the message
 ENGINES = ("warp", "diffusion")
-# The page's language list (Whisper codes); the CLI and the API take any code Whisper knows.
-PAGE_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "uk", "tr", "ar", "hi", "ja", "zh", "ko")
+# The page's language list (Whisper codes; "" = detect); the CLI and the API take any code Whisper knows.
+PAGE_LANGUAGES = ("", "en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "uk", "tr", "ar", "hi", "ja", "zh", "ko")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class RenderSettings:
                             page=Offer(choices=(256, 384, 512, 640, 768, 1024), default=512))
     transcript: str | None = setting(None, "what is said (text, or @file.txt); default: the words recognised",
                                      max_chars=20000, page=Offer())
-    language: str | None = setting(None, "the spoken language as a code such as en, es, ja (default: detected)",
+    language: str = setting("", "the spoken language as a code such as en, es, ja (default: detected)",
                                    max_chars=12, page=Offer(choices=PAGE_LANGUAGES))
     prompt: str = setting("", 'what the face should do or look like, e.g. "smiling, calm, sepia"',
                           max_chars=1000, page=Offer())
