@@ -128,10 +128,9 @@ class Handlers:
         return gr.update(value=preview, visible=True), None, None, "", None, ""
 
     @staticmethod
-    def _result(stored: StoredResult, prompt: str, subtitles: bool = True) -> tuple:
-        """(video, plot, summary, downloads, notes) for the page; the player shows the subtitles."""
-        video = gr.update(value=str(stored.video), subtitles=str(stored.subtitles)) if subtitles else str(stored.video)
-        return (video, texts.identity_plot_data(stored.report), texts.summary_markdown(stored),
+    def _result(stored: StoredResult, prompt: str) -> tuple:
+        """(video, plot, summary, downloads, notes) for the page."""
+        return (str(stored.video), texts.identity_plot_data(stored.report), texts.summary_markdown(stored),
                 stored.downloads, texts.notes_markdown(stored.report, prompt))
 
     @friendly_errors(title="Can't read the recording")
@@ -139,6 +138,11 @@ class Handlers:
         """After an upload or a recording: the words and the language recognised, and a line about them."""
         heard = self.service.recognize(audio)
         return heard.text, heard.language or "", texts.heard_markdown(heard)
+
+    @staticmethod
+    def show_subtitles(downloads):
+        """The player's subtitle track: the render's WebVTT download."""
+        return gr.update(subtitles=next((d for d in map(as_path, downloads or []) if d and d.endswith(".vtt")), None))
 
     @friendly_errors(title="Can't burn in the captions")
     def burn_captions(self, video, downloads):
@@ -166,7 +170,7 @@ class Handlers:
         """Examples gallery: default settings, final outputs only (these get cached)."""
         stored = self.service.render(portrait, audio, None, request_settings({"transcript": transcript}),
                                      lambda frac, msg: None, self.render)
-        return self._result(stored, "", subtitles=False)  # cached outputs keep plain values
+        return self._result(stored, "")
 
     @friendly_errors(title="Can't compare these videos", unexpected=texts.UNEXPECTED_COMPARE_ERROR)
     def compare_videos(self, portrait, video_a, video_b, audio=None, transcript="", progress=gr.Progress()):
@@ -384,7 +388,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         show_progress="hidden", concurrency_id="prepare", concurrency_limit=4
                  ).success(on.generate, inputs=[portrait, audio], inputs_kwargs=controls, outputs=result_outputs,
                            show_progress_on=[video], api_name="generate", api_visibility="undocumented",
-                           scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency)
+                           scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency
+                 ).success(on.show_subtitles, inputs=downloads, outputs=video, queue=False, api_visibility="private")
 
         # The documented API: the same inputs, the video and the full report out.
         api_video = gr.Video(label="video", visible=False)

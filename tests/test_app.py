@@ -112,7 +112,7 @@ def test_page_endpoint_gives_plot_summary_and_downloads(client, example_render):
     # The page's own endpoint is undocumented, so the client needs every control's value.
     controls = dict(prompt="", references=None, audio_strength=1, identity_strength=1, prompt_strength=1,
                     head_motion=1, expression_intensity=1, blink_rate=1, seed=0, fps=25, max_size=512,
-                    engine="warp", diffusion_steps=25, guidance_scale=3.5)
+                    engine="warp", diffusion_steps=25, guidance_scale=3.5, language="")
     preview, video, plot, summary, downloads, notes = client.predict(
         handle_file(str(portrait)), handle_file(str(clip)), transcript, *controls.values(),
         api_name="/generate")

@@ -40,10 +40,6 @@ class StoredResult:
         return [str(self.folder / n) for n in (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON,
                                                self.SUBTITLES_VTT, self.SUBTITLES_SRT)]
 
-    @property
-    def subtitles(self) -> Path:
-        return self.folder / self.SUBTITLES_VTT
-
 
 def file_digest(h: Any, role: str, path: str | None) -> None:
     """Feed a file's name and bytes to ``h``. File names are part of every key: the report

@@ -117,8 +117,8 @@ UNEXPECTED_ERROR = ("Something went wrong on our side while making the video. Pl
 UNEXPECTED_COMPARE_ERROR = ("Something went wrong on our side while measuring the videos. Please try again; "
                             "if it keeps happening, try other videos.")
 # The language list's names (RenderSettings offers the codes; any other Whisper code shows as itself).
-LANGUAGE_NAMES = {"": "Detect from the recording", "en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian",
-                  "pt": "Portuguese", "nl": "Dutch", "pl": "Polish", "ru": "Russian", "uk": "Ukrainian",
+LANGUAGE_NAMES = {"": "Detect from the recording", "en": "English", "es": "Spanish", "fr": "French", "de": "German",
+                  "it": "Italian", "pt": "Portuguese", "nl": "Dutch", "pl": "Polish", "ru": "Russian", "uk": "Ukrainian",
                   "tr": "Turkish", "ar": "Arabic", "hi": "Hindi", "ja": "Japanese", "zh": "Chinese", "ko": "Korean"}
 # The Guidance accordion's sliders: setting → (label, explanation).
 GUIDANCE_SLIDERS = {
