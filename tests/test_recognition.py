@@ -37,7 +37,8 @@ from .conftest import EXAMPLES, librivox_base, present_samples, sample_audio
 FPS = 25.0
 LIBRIVOX = ["0870", "0880", "0920"]
 BILABIALS = {"P", "B", "M"}
-# Spanish with eight lip closures (m, b, p), spoken by espeak-ng at test time (its output may be shared).
+# Spanish with seven lip closures (m, b, p; the v of "vivo" is a weak β), spoken by espeak-ng at test
+# time (its output may be shared).
 SPANISH = "Buenos días, me llamo Pablo y vivo en Madrid con mi madre."
 
 
@@ -92,9 +93,10 @@ def test_phone_times_of_the_recognised_path_land_near_the_shipped_alignment(n):
             continue
         same = [s for p, s, _ in ours if p == phone and abs(s - start) < 0.2]
         errors.append(min((abs(s - start) for s in same), default=0.2))
-    # measured: median 0 ms (0870, 0920) and 10 ms (0880); 90 % of the phones within 30 ms
+    # measured: median 0 ms on all three, 99–100 % of the phones within 30 ms (the references are
+    # pocketsphinx alignments too, so this mostly shows that the recognised words are the right ones)
     assert np.median(errors) <= 0.02
-    assert np.mean(np.asarray(errors) <= 0.05) >= 0.85
+    assert np.mean(np.asarray(errors) <= 0.05) >= 0.9
     # the words are timed too, inside the clip
     assert [w.text.strip(".,?!").lower() for w in a.words][-1] == Path(str(base) + ".txt").read_text().split()[-1]
     assert 0 <= a.words[0].start < a.words[-1].end <= 7.2
@@ -131,7 +133,7 @@ def test_a_spanish_transcript_yields_spanish_phones_on_the_recognised_timing(spa
     assert [w.text for w in a.words] == SPANISH.split()
     # phones, not the acoustic pseudo-phones (whose whole inventory is SIL N P AA AH EY OW)
     assert {p.phone for p in a.phones} >= {"M", "B", "L", "D", "W", "IY", "EY", "OW", "AA"}
-    # every closure espeak made lands on a P/B/M of the analysis (±40 ms)
+    # the closures espeak made land on a P/B/M of the analysis (±40 ms): measured 7 of 7
     ours = [(p.start, p.end) for p in a.phones if p.phone in BILABIALS]
     hit = [any(s - 0.04 <= (b0 + b1) / 2 <= e + 0.04 for s, e in ours) for b0, b1 in closures]
     assert len(closures) >= 6 and np.mean(hit) >= 0.8

@@ -73,12 +73,11 @@ def recognize(samples: np.ndarray, db: np.ndarray, transcript: str | None = None
         log.warning("speech recogniser unavailable: %s", err)
         lead = f"{problem}, and the speech recogniser is unavailable" if problem else str(err).rstrip(".")
         return Recognition([], "acoustic", warnings=[f"{lead}; {ACOUSTIC_NOTE}."])
-    spans = [(w.start, w.end) for w in heard.words]
     said = [WordSegment(w.text, w.start, w.end) for w in heard.words]
     lang = language or heard.language
     # a transcript pocketsphinx could not align is only worth a word when the speech is English
     note = [f"{problem}; the mouth follows the recognised words instead."] if problem and lang == "en" else []
-    base = Recognition([], "acoustic", text=heard.text, voiced_spans=spans, warnings=note)
+    base = Recognition([], "acoustic", text=heard.text, warnings=note)
     if transcript and not (english_first and lang == "en"):
         words = retime_words(transcript, said)
         if not words:
@@ -101,7 +100,9 @@ def trusted(heard: whisper.Transcription, language_given: bool) -> bool:
 def _spoken(samples: np.ndarray, db: np.ndarray, pcm: bytes, words: list[WordSegment], source: str, language: str,
             probability: float, base: Recognition) -> Recognition:
     """Phones of words known to be said in ``language``; ``base`` (acoustic) when none come out."""
+    # where words are said: the voice over a music bed (untrusted words' times are not used)
     base.language, base.language_probability = language, probability
+    base.voiced_spans = [(w.start, w.end) for w in words]
     if language == "en":
         aligned, problem = forced_alignment(pcm, " ".join(w.text for w in words), english_spelling)
         if aligned is not None:
