@@ -156,6 +156,21 @@ class Handlers:
         return (str(stored.video), texts.identity_plot_data(stored.report), texts.summary_markdown(stored),
                 stored.downloads, texts.notes_markdown(stored.report, prompt))
 
+    @friendly_errors(title="Can't read the recording")
+    def heard(self, audio):
+        """After an upload or a recording: the words and the language recognised, and a line about them."""
+        heard = self.service.recognize(audio)
+        return heard.text, heard.language or "", texts.heard_markdown(heard)
+
+    @staticmethod
+    def show_subtitles(downloads):
+        """The player's subtitle track: the render's WebVTT download."""
+        return gr.update(subtitles=next((d for d in map(as_path, downloads or []) if d and d.endswith(".vtt")), None))
+
+    @friendly_errors(title="Can't burn in the captions")
+    def burn_captions(self, video, downloads):
+        return gr.update(value=self.service.burn_captions(video, downloads), visible=True)
+
     @friendly_errors
     def generate(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
         """Page handler: the video, the identity plot, the numbers, the downloads and the notes."""
@@ -324,11 +339,14 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                                     value=OFFERED["voice"].default, label="Voice", elem_id="pt-voice",
                                                     info=texts.VOICE_INFO)
                         with gr.Row():
-                            transcript = gr.Textbox("", label="What is said (optional)", max_lines=6,
-                                                    elem_id="pt-transcript",
-                                                    placeholder="The words, for better lip sync (English)")
-                            prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
-                                                placeholder="e.g. calm, slight smile, nodding")
+                            transcript = gr.Textbox("", label="What is said", max_lines=6, elem_id="pt-transcript",
+                                                    placeholder="Filled in from the recording; correct it if needed")
+                            language = gr.Dropdown([(texts.language_name(c), c) for c in OFFERED["language"].choices],
+                                                   value=OFFERED["language"].default, label="Language",
+                                                   allow_custom_value=True, elem_id="pt-language")
+                        heard = gr.Markdown(elem_id="pt-heard")
+                        prompt = gr.Textbox("", label="Style prompt (optional)", max_lines=3, elem_id="pt-prompt",
+                                            placeholder="e.g. calm, slight smile, nodding")
                         go = gr.Button("3 · Generate video", variant="primary", size="lg", elem_id="pt-generate")
                         examples_slot = gr.Column()  # filled after the outputs exist
                         # The render's inputs by name: RenderSettings' field names are the API's parameter names.
@@ -373,9 +391,14 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         restore_cached_plots(plot)
                         summary = gr.Markdown(elem_id="pt-summary")
                         notes = gr.Markdown(elem_id="pt-notes")
-                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON), motion track (JSON) and "
-                                                  "typed speech (WAV)",
+                        downloads = gr.File(label="Downloads: identity scores (CSV, JSON), motion track (JSON), "
+                                                  "subtitles (WebVTT, SRT) and typed speech (WAV)",
                                             file_count="multiple", interactive=False, elem_id="pt-downloads")
+                        burn = gr.Button("Burn the captions into the video (for sharing)", size="sm",
+                                         elem_id="pt-burn")
+                        captioned = gr.File(label="Video with captions", visible=False, elem_id="pt-captioned")
+                        burn.click(on.burn_captions, inputs=[video, downloads], outputs=captioned,
+                                   api_visibility="private", concurrency_id="render", concurrency_limit=concurrency)
                         with gr.Accordion("What do these numbers mean?", open=False):
                             gr.Markdown(texts.ABOUT_SCORES)
 
@@ -440,11 +463,14 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                            concurrency_limit=concurrency)
 
         # Typed speech and the face that talks come last, after the settings the API has always had.
-        controls.update(text=say, voice=voice, face=face)
+        controls.update(text=say, voice=voice, face=face, language=language)
         for event, fn, inputs in ((portrait.change, on.show_faces, [portrait]),
                                   (face.input, on.show_faces, [portrait, face]), (preview.select, on.pick_face, [portrait])):
             event(fn, inputs=inputs, outputs=[preview, face], api_visibility="private", concurrency_id="prepare",
                   concurrency_limit=4)
+        for recorded in (audio.upload, audio.stop_recording):  # not on examples: they bring their own words
+            recorded(on.heard, inputs=audio, outputs=[transcript, language, heard], api_visibility="private",
+                     show_progress_on=[transcript], concurrency_id="prepare", concurrency_limit=4)
         result_outputs = [preview, video, plot, summary, downloads, notes]
         # Two steps: a quick check that shows the chosen face (and any input error) at once,
         # then the render, whose progress bar runs on the video panel.
@@ -456,7 +482,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         show_progress="hidden", concurrency_id="prepare", concurrency_limit=4
                  ).success(on.generate, inputs=[portrait, audio], inputs_kwargs=controls, outputs=result_outputs,
                            show_progress_on=[video], api_name="generate", api_visibility="undocumented",
-                           scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency)
+                           scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency
+                 ).success(on.show_subtitles, inputs=downloads, outputs=video, queue=False, api_visibility="private")
 
         # The documented API: the same inputs, the video and the full report out.
         api_video = gr.Video(label="video", visible=False)

@@ -83,12 +83,21 @@ class PhoneSegment:
 
 
 @dataclass
+class WordSegment:
+    """One spoken word (as written in the transcript or recognised) and when it is said."""
+
+    text: str
+    start: float  # seconds
+    end: float  # seconds
+
+
+@dataclass
 class SpeechAnalysis:
     """What the audio says and how it sounds, on the video's frame grid."""
 
     phones: list[PhoneSegment]
-    method: str  # "forced-alignment" | "phone-decoder" | "acoustic"
-    language: str  # "en" when the English recogniser explains the audio well, else "unknown"
+    method: str  # "forced-alignment" | "espeak-dtw" (other languages) | "acoustic" (pseudo-phones)
+    language: str  # Whisper's code of the spoken language ("en", "es", …), "unknown" when not recognised
     speech_ratio: float  # fraction of frames with voice activity
     fps: float
     # Per-video-frame features, all shape (n_frames,), float32:
@@ -97,6 +106,10 @@ class SpeechAnalysis:
     pitch: np.ndarray  # semitones relative to the clip's median pitch, 0 where unvoiced
     speech: np.ndarray  # 0/1 voice activity (after hangover smoothing)
     warnings: list[str] = field(default_factory=list)
+    words: list[WordSegment] = field(default_factory=list)  # the words the mouth says, timed (subtitles)
+    words_from: str = ""  # "transcript" | "recognition" | "" (no words: acoustic mouth shapes)
+    text: str = ""  # what the recogniser heard
+    language_probability: float = 0.0  # the recogniser's confidence in the language (1 when it was given)
 
 
 @dataclass(frozen=True)

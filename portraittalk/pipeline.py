@@ -11,6 +11,7 @@ clip length.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .contracts import SAME_PERSON_DISTANCE, FaceAnalysis, IdentityScores, MotionTrack, Portrait
-from .errors import InputError
+from .contracts import SAME_PERSON_DISTANCE, FaceAnalysis, IdentityScores, MotionTrack, Portrait, WordSegment
+from .errors import InputError, PortraitTalkError
 from .io.paths import check_output_path, write_file
 from .report import RunReport
 from .runtime import opencv_threads, release_freed_memory
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .scoring.stream import FrameStream
     from .voices import SynthesizedSpeech
 
+log = logging.getLogger(__name__)
+
 # Progress callback: (stage name, fraction of the whole job done 0…1, human message).
 ProgressFn = Callable[[str, float, str], None]
 
@@ -49,6 +52,7 @@ class RenderResult:
     run_report: RunReport
     warnings: list[str] = field(default_factory=list)
     speech: SynthesizedSpeech | None = None  # the synthesised speech, when the text was typed
+    words: list[WordSegment] = field(default_factory=list)  # what is said, timed: the subtitles
 
     @property
     def report(self) -> dict[str, Any]:
@@ -99,9 +103,13 @@ class PortraitTalkPipeline:
 
     def warm_up(self, text_model: bool = True) -> None:
         """Load every model now (the app calls this at start-up, so no visitor waits for it)."""
-        from .analysis import speech
+        from .analysis.speech import sphinx, whisper
         _ = self.face_analyzer, self.identity_scorer
-        speech._phone_decoder(), speech._align_decoder()
+        sphinx._align_decoder()
+        try:
+            whisper.warm_up()
+        except PortraitTalkError as err:  # renders still work, with acoustic mouth shapes (and say why)
+            log.warning("%s", err)
         if text_model:
             from .motion.prompt import get_text_encoder
             get_text_encoder()
@@ -143,6 +151,7 @@ class PortraitTalkPipeline:
         from .analysis.speech import NO_SPEECH_WARNING, analyze_speech
         from .analysis.speech.given import analyze_given_phones
         from .io.audio import load_audio, muxable_audio
+        from .io.subtitles import cues_from_words, subtitle_file
         from .io.video import VideoEncoder
         from .motion.plan import plan_motion
         from .motion.prompt import parse_prompt
@@ -165,8 +174,9 @@ class PortraitTalkPipeline:
             clip = load_audio(audio, max_duration_s=MAX_AUDIO_SECONDS)
         n_frames = max(1, round(clip.duration_s * s.fps))
         with timed("speech_analysis"):
-            speech = (analyze_given_phones(clip, s.fps, spoken.phones, VOICES[spoken.voice].language) if spoken
-                      else analyze_speech(clip, s.fps, s.transcript))
+            speech = (analyze_given_phones(clip, s.fps, spoken.phones, VOICES[spoken.voice].language,
+                                           text=spoken.text) if spoken
+                      else analyze_speech(clip, s.fps, s.transcript, s.language, s.asr_model))
         warnings += speech.warnings
         report_progress("motion", 0.15, "Planning the motion")
         with timed("prompt"):
@@ -184,8 +194,9 @@ class PortraitTalkPipeline:
         t0 = time.perf_counter()
         try:
             # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
-            with muxable_audio(clip) as sound, \
-                    VideoEncoder(out_path, portrait.video_size, s.fps, audio_path=sound, frames=n_frames) as enc, \
+            with muxable_audio(clip) as sound, subtitle_file(cues_from_words(speech.words)) as subtitles, \
+                    VideoEncoder(out_path, portrait.video_size, s.fps, audio_path=sound, frames=n_frames,
+                                 subtitles_path=subtitles) as enc, \
                     opencv_threads(1 if scoring else None):
                 for i, frame in enumerate(engine.frames(portrait, face, motion, clip)):
                     # Frames are drawn upright and shown in the photo's own orientation.
@@ -220,7 +231,7 @@ class PortraitTalkPipeline:
         release_freed_memory()
         report = RunReport.build(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings,
                                  controls, spoken)
-        return RenderResult(out_path, identity, motion, report, warnings, spoken)
+        return RenderResult(out_path, identity, motion, report, warnings, speech=spoken, words=speech.words)
 
     def _identity_stream(self, s: RenderSettings, portrait: Portrait, face: FaceAnalysis,
                          references: Sequence[str | Path | bytes], warnings: list[str]) -> FrameStream | None:

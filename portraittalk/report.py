@@ -55,12 +55,16 @@ class AudioReport:
 
 @dataclass
 class SpeechReport:
-    method: str
+    method: str  # how the phones were found: "forced-alignment" | "espeak-dtw" | "acoustic" | "synthesis"
     language: str
     speech_ratio: float
     phones: int
     source: str  # "recording" | "synthesised" (from typed text)
     voice: str | None  # the voice that read the text
+    language_probability: float  # the recogniser's confidence (1 when the language was given)
+    text: str  # what the recogniser heard
+    words_from: str  # "transcript" | "recognition" | "" (acoustic mouth shapes)
+    words: int
 
 
 @dataclass
@@ -114,7 +118,8 @@ class RunReport:
                               clip.original_channels, clip.codec),
             speech=SpeechReport(speech.method, speech.language, round(float(speech.speech_ratio), 3),
                                 len(speech.phones), "synthesised" if spoken else "recording",
-                                spoken.voice if spoken else None),
+                                spoken.voice if spoken else None, speech.language_probability, speech.text,
+                                speech.words_from, len(speech.words)),
         )
         scores = None
         if identity is not None:

@@ -17,6 +17,8 @@ from .voices import DEFAULT_VOICE, MAX_CHARS, VOICES
 
 MAX_AUDIO_SECONDS = 600.0  # a longer clip is refused with this limit named in the message
 ENGINES = ("warp", "diffusion")
+# The page's language list (Whisper codes; "" = detect); the CLI and the API take any code Whisper knows.
+PAGE_LANGUAGES = ("", "en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "uk", "tr", "ar", "hi", "ja", "zh", "ko")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,10 @@ class RenderSettings:
     # The page renders smaller by default: 512 px is faster than real time on 2 CPU cores.
     max_size: int = setting(1024, "cap on the video's long side in pixels", lo=64, hi=4096,
                             page=Offer(choices=(256, 384, 512, 640, 768, 1024), default=512))
-    transcript: str | None = setting(None, "what is said (text, or @file.txt); improves lip sync for English",
+    transcript: str | None = setting(None, "what is said (text, or @file.txt); default: the words recognised",
                                      max_chars=20000, page=Offer())
+    language: str = setting("", "the spoken language as a code such as en, es, ja (default: detected)",
+                            max_chars=12, page=Offer(choices=PAGE_LANGUAGES))
     text: str | None = setting(None, "what to say, typed instead of a recording (text, or @file.txt)",
                                max_chars=MAX_CHARS, option="--say", page=Offer())
     voice: str = setting(DEFAULT_VOICE, "the voice that says --say: heart (American English, natural) or a "
@@ -86,6 +90,9 @@ class RenderSettings:
     weights: str | None = setting(
         None, "diffusion engine weights: a local folder or a Hub id (default: $PORTRAITTALK_WEIGHTS)")
     device: str | None = setting(None, "diffusion engine device (default: the GPU)")
+    asr_model: str | None = setting(
+        None, "speech recogniser: a CTranslate2 Whisper folder or a Hub id "
+              "(default: $PORTRAITTALK_ASR_MODEL, else the bundled Whisper base)")
     diffusion_steps: int = setting(25, "diffusion engine denoising steps", lo=1, hi=200, option="--steps",
                                    page=Offer(lo=4, hi=50, step=1))
     guidance_scale: float = setting(3.5, "diffusion engine classifier-free guidance", lo=0, hi=20,

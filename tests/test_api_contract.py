@@ -84,7 +84,8 @@ def app_error(call) -> str:
 def test_every_value_the_schema_advertises_is_accepted(client, speech):
     params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/render"]["parameters"]
     advertised = {p["parameter_name"]: p["type"]["enum"] for p in params if "enum" in p["type"]}
-    assert set(advertised) == {"max_size", "engine", "voice"}
+    assert set(advertised) == {"max_size", "engine", "voice", "language"}
+    assert set(advertised["language"]) == set(RenderSettings.offered()["language"].choices)  # "" = detected
     assert [int(v) for v in advertised["max_size"]] == [256, 384, 512, 640, 768, 1024]
     assert set(advertised["voice"]) <= set(VOICES)  # every voice offered is one the synthesiser reads
     portrait = handle_file(str(example_file("grace_hopper.jpg")))

@@ -112,7 +112,8 @@ def test_page_endpoint_gives_plot_summary_and_downloads(client, example_render):
     # The page's own endpoint is undocumented, so the client needs every control's value.
     controls = dict(prompt="", references=None, audio_strength=1, identity_strength=1, prompt_strength=1,
                     head_motion=1, expression_intensity=1, blink_rate=1, seed=0, fps=25, max_size=512,
-                    engine="warp", diffusion_steps=25, guidance_scale=3.5, text="", voice="heart", face=0)
+                    engine="warp", diffusion_steps=25, guidance_scale=3.5, text="", voice="heart", face=0,
+                    language="")
     preview, video, plot, summary, downloads, notes = client.predict(
         handle_file(str(portrait)), handle_file(str(clip)), transcript, *controls.values(),
         api_name="/generate")
@@ -122,7 +123,7 @@ def test_page_endpoint_gives_plot_summary_and_downloads(client, example_render):
     assert len(rows) == n + 2  # one point per frame + the two ends of the threshold line
     assert f"of {n} frames" in summary
     names = sorted(Path(d).name for d in downloads)
-    assert names == ["motion.json", "scores.csv", "scores.json"]
+    assert names == ["motion.json", "scores.csv", "scores.json", "words.srt", "words.vtt"]
     by_name = {Path(d).name: Path(d) for d in downloads}
     with open(by_name["scores.csv"]) as f:
         table = list(csv.DictReader(f))

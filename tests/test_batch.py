@@ -103,9 +103,7 @@ def examples_url():
 @pytest.fixture(scope="module")
 def jobs_file(tmp_path_factory, examples_url) -> Path:
     """Four short jobs: three good ones (one portrait by relative path, one audio by URL), one
-    whose 'portrait' is a text file. Only the first aligns a transcript: the aligner carries
-    state from one clip to the next in a process, so only a worker's first aligned clip is
-    bit-identical to a fresh `render`."""
+    whose 'portrait' is a text file; the first aligns a transcript."""
     folder = tmp_path_factory.mktemp("jobs")
     (folder / "faces").mkdir()
     shutil.copy(EXAMPLES / "astronaut_eileen_collins.jpg", folder / "faces" / "collins.jpg")

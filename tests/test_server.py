@@ -86,8 +86,10 @@ def test_result_cache_answers_again_and_keeps_the_most_recent(pipeline, short_cl
     assert steps == ["Checking the recording", "Saving the scores"] and not first.from_cache
     frames = round(SECONDS * FPS)
     assert probe_video(first.video).n_frames == first.report["video"]["frames"] == frames
-    # The downloads: scores as CSV (one row per frame) and JSON, and the motion track.
-    assert [Path(d).name for d in first.downloads] == ["scores.csv", "scores.json", "motion.json"]
+    # The downloads: scores as CSV (one row per frame) and JSON, the motion track and the subtitles.
+    assert [Path(d).name for d in first.downloads] == ["scores.csv", "scores.json", "motion.json", "words.vtt",
+                                                       "words.srt"]
+    assert (first.folder / "words.vtt").read_text().startswith("WEBVTT")
     with open(first.folder / "scores.csv") as f:
         rows = list(csv.DictReader(f))
     identity = first.report["identity"]["frames"]

@@ -18,8 +18,8 @@ from .conftest import REPO
 # The CLI's contract: these option names, exactly.
 SETTING_OPTIONS = ["--fps", "--seed", "--max-size", "--prompt", "--audio-strength", "--identity-strength",
                    "--prompt-strength", "--expression-intensity", "--head-motion", "--blink-rate", "--engine",
-                   "--weights", "--device", "--steps", "--guidance", "--no-identity", "--transcript", "--say", "--voice",
-                   "--face"]
+                   "--weights", "--device", "--steps", "--guidance", "--no-identity", "--transcript",
+                   "--language", "--say", "--voice", "--face", "--asr-model"]
 
 
 def render_options() -> dict[str, object]:
@@ -79,7 +79,8 @@ def test_ranges_in_the_specs_are_what_validated_enforces():
 
 def test_what_the_page_offers_is_a_valid_render():
     offered = RenderSettings.offered()
-    assert list(offered) == ["fps", "seed", "max_size", "transcript", "text", "voice", "face", "prompt", "audio_strength",
+    assert list(offered) == ["fps", "seed", "max_size", "transcript", "language", "text", "voice", "face", "prompt",
+                             "audio_strength",
                              "identity_strength", "prompt_strength", "head_motion", "expression_intensity",
                              "blink_rate", "engine", "diffusion_steps", "guidance_scale"]
     # The page's own default size; everything else defaults as on the CLI.

@@ -49,6 +49,7 @@ def add_render_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scores", help="write per-frame identity scores and the run report here (JSON)")
     p.add_argument("--motion", help="write the motion track here (JSON)")
     p.add_argument("--wav", help="write the synthesised speech here (WAV; with --say)")
+    p.add_argument("--subtitles", help="write the spoken words here as subtitles (.vtt or .srt)")
     p.add_argument("--reference", action="append", default=[],
                    help="extra portrait of the same person (repeatable); used for identity scoring")
     p.add_argument("--progress-log", metavar="FILE",
@@ -70,7 +71,8 @@ def run_render(args: argparse.Namespace) -> int:
     # Every output is checked before the render, against the inputs and each other, so a bad
     # path never ends in a traceback after it, nor overwrites anything but a file.
     out = check_outputs({"talk.mp4": args.out, "scores.json": args.scores, "motion.json": args.motion,
-                         "speech.wav": args.wav, "progress.log": args.progress_log},
+                         "speech.wav": args.wav, "words.vtt": args.subtitles,
+                         "progress.log": args.progress_log},
                         inputs=[args.image, args.audio, *args.reference, text_file(args.transcript),
                                 text_file(args.text)])
     settings = RenderSettings(**{f.name: getattr(args, f.name) for f in fields(RenderSettings)})
@@ -86,6 +88,9 @@ def run_render(args: argparse.Namespace) -> int:
         result.write_motion(out["motion.json"])
     if args.wav:
         result.write_speech(out["speech.wav"])
+    if args.subtitles:
+        from ..io.subtitles import cues_from_words, write_subtitles
+        write_subtitles(out["words.vtt"], cues_from_words(result.words))
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     summary = result.report.get("identity") or {}

@@ -212,7 +212,7 @@ class VideoEvaluator:
             if speech.method in TRUSTED_PHONE_METHODS:
                 checks = phone_checks(speech.phones, mouth_gap, fps, portrait_gap, speech.method)
             else:
-                notes.append("The speech does not sound like English, so the phone-level lip checks were skipped.")
+                notes.append("No words were recognised in the speech, so the phone-level lip checks were skipped.")
         except ImportError:
             notes.append("The speech recogniser is unavailable, so the phone-level checks were skipped.")
         return av, checks, envelope

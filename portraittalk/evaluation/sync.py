@@ -31,9 +31,9 @@ MIN_OPEN_VOWEL_S = 0.05  # shorter vowels need not reach a full opening
 MIN_PAUSE_S = 0.30  # a silence this long is a pause …
 PAUSE_EDGE_S = 0.10  # … whose first/last 0.1 s may still be co-articulated
 
-# Phones from the English recogniser; "acoustic" pseudo-phones (other languages, singing)
-# only mark syllables, so checking lip closure against them would be meaningless.
-TRUSTED_PHONE_METHODS = ("forced-alignment", "phone-decoder")
+# Phones of recognised words; "acoustic" pseudo-phones (singing, unreadable speech) only mark
+# syllables, so checking lip closure against them would be meaningless.
+TRUSTED_PHONE_METHODS = ("forced-alignment", "espeak-dtw")
 BILABIALS = frozenset({"P", "B", "M"})
 OPEN_VOWELS = frozenset({"AA", "AE", "AO", "AW", "AY"})  # AH left out: pocketsphinx uses it for schwa
 

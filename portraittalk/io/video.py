@@ -56,7 +56,7 @@ class VideoEncoder:
 
     def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
                  audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
-                 frames: int | None = None):
+                 frames: int | None = None, subtitles_path: str | Path | None = None):
         width, height = int(size[0]), int(size[1])
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")
@@ -67,6 +67,7 @@ class VideoEncoder:
         self.crf = int(crf)
         self.preset = preset
         self.expected_frames = int(frames) if frames else None
+        self.subtitles_path = Path(subtitles_path) if subtitles_path is not None else None  # SRT → mov_text track
         self.n_frames = 0
         self._proc: subprocess.Popen | None = None
         self._log_file = None
@@ -114,7 +115,12 @@ class VideoEncoder:
             "-i", "pipe:0",
         ]
         if audio_now:
-            cmd += self._audio_input(self.expected_frames / self.fps) + ["-map", "0:v:0", "-map", "1:a:0"]
+            cmd += self._audio_input(self.expected_frames / self.fps)
+        # subtitles go in with the frames, unless the audio waits for the muxing pass
+        sub_in, sub_out = self._subtitles(2 if audio_now else 1) if audio_now or not self.audio_path else ([], [])
+        cmd += sub_in
+        if audio_now or sub_out:
+            cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio_now else []) + sub_out
         cmd += [
             # Convert with the BT.709 matrix and tag it, so players decode the colours back.
             "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
@@ -200,10 +206,11 @@ class VideoEncoder:
 
     def _mux_audio(self) -> None:
         muxed = temporary_beside(self.out_path, ".muxing-")
+        sub_in, sub_out = self._subtitles(2)
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-            "-i", ffmpeg_file(str(self._video_tmp)), *self._audio_input(self.n_frames / self.fps),
-            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *self._audio_output(),
+            "-i", ffmpeg_file(str(self._video_tmp)), *self._audio_input(self.n_frames / self.fps), *sub_in,
+            "-map", "0:v:0", "-map", "1:a:0", *sub_out, "-c:v", "copy", *self._audio_output(),
             "-movflags", "+faststart", "-f", "mp4", ffmpeg_file(muxed),
         ]
         try:
@@ -214,6 +221,12 @@ class VideoEncoder:
             publish(muxed, self.out_path)
         finally:
             discard(muxed)
+
+    def _subtitles(self, index: int) -> tuple[list[str], list[str]]:
+        """(input, output) arguments adding the subtitle file as input ``index``, as a mov_text track."""
+        if self.subtitles_path is None:
+            return [], []
+        return ["-i", ffmpeg_file(str(self.subtitles_path))], ["-map", f"{index}:s:0", "-c:s", "mov_text"]
 
     def _fail(self, what: str) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from .. import __version__ as PORTRAITTALK_VERSION
 from ..contracts import SAME_PERSON_DISTANCE
 from ..io.paths import write_file
+from ..io.subtitles import cues_from_words, write_subtitles
 from ..pipeline import RenderResult
 from ..settings import RenderSettings
 
@@ -32,6 +33,7 @@ class StoredResult:
 
     VIDEO, SCORES_JSON, SCORES_CSV, MOTION_JSON = "portraittalk.mp4", "scores.json", "scores.csv", "motion.json"
     SPEECH_WAV = "speech.wav"  # the synthesised speech, for a typed text
+    SUBTITLES_VTT, SUBTITLES_SRT = "words.vtt", "words.srt"  # what is said, timed (empty without words)
 
     @property
     def video(self) -> Path:
@@ -39,7 +41,8 @@ class StoredResult:
 
     @property
     def downloads(self) -> list[str]:
-        names = (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON, self.SPEECH_WAV)
+        names = (self.SCORES_CSV, self.SCORES_JSON, self.MOTION_JSON, self.SUBTITLES_VTT, self.SUBTITLES_SRT,
+                 self.SPEECH_WAV)
         return [str(self.folder / n) for n in names if n != self.SPEECH_WAV or (self.folder / n).is_file()]
 
 
@@ -57,7 +60,7 @@ class ResultCache:
     """Finished renders keyed by a hash of (portrait bytes, reference bytes, audio bytes, file
     names, settings). Each entry is a folder; the oldest entries are removed past a count."""
 
-    FORMAT = 1  # bump when what a folder holds changes
+    FORMAT = 2  # bump when what a folder holds changes
     SIDE_BY_SIDE = "side-by-side"  # the comparison videos' folder, not an entry
 
     def __init__(self, root: Path, max_entries: int) -> None:
@@ -99,6 +102,9 @@ class ResultCache:
         write_scores_csv(report, work / StoredResult.SCORES_CSV)
         result.write_motion(work / StoredResult.MOTION_JSON)
         result.write_speech(work / StoredResult.SPEECH_WAV)
+        cues = cues_from_words(result.words)
+        for name in (StoredResult.SUBTITLES_VTT, StoredResult.SUBTITLES_SRT):
+            write_subtitles(work / name, cues)
         folder = self.root / key
         with self._lock:
             if folder.exists():  # an identical request finished first; keep that one

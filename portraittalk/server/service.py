@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -24,6 +25,7 @@ from ..errors import InputError
 from ..evaluation import VideoEvaluation, VideoEvaluator, evaluate_video
 from ..io.audio import clock, load_audio
 from ..io.image import load_portrait
+from ..io.subtitles import burn_in
 from ..io.video import probe_video
 from ..pipeline import PortraitTalkPipeline, RenderResult
 from ..settings import RenderSettings
@@ -126,6 +128,16 @@ def example_rows(folder: Path) -> tuple[list[list[Any]], list[str]]:
     return rows, labels
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What the page shows after an upload: the words and the language (None: not recognised)."""
+
+    text: str
+    language: str | None
+    probability: float
+    problem: str = ""  # why nothing could be recognised
+
+
 class RenderService:
     """Renders and comparisons for the page and the API, with their caches."""
 
@@ -162,6 +174,35 @@ class RenderService:
             self.check_audio(audio_path)
         else:  # kept by the voices' cache: the render reads the same text at no cost
             synthesize_speech(settings.text or "", settings.voice).check_duration(self.settings.max_audio_seconds)
+
+    def recognize(self, audio: Any) -> Heard:
+        """What the recording says, for the page to fill in before a render (the render then
+        finds it in the recogniser's memory). Words Whisper is unsure of (singing, music) are left out."""
+        from ..analysis.speech.recognizer import trusted
+        from ..analysis.speech.whisper import RecognizerUnavailableError, transcribe
+
+        audio_path = as_path(audio)
+        if not audio_path:
+            return Heard("", None, 0.0)
+        clip = load_audio(audio_path, max_duration_s=self.settings.max_audio_seconds)
+        try:
+            heard = transcribe(clip.samples)
+        except RecognizerUnavailableError as err:
+            return Heard("", None, 0.0, str(err))
+        if not trusted(heard, language_given=False):
+            return Heard("", None, heard.language_probability)
+        return Heard(heard.text, heard.language, heard.language_probability)
+
+    def burn_captions(self, video: Any, downloads: Any) -> str:
+        """A copy of the page's video with its subtitles drawn into the picture."""
+        video_path = as_path(video)
+        subtitles = next((p for p in (as_path(d) for d in downloads or []) if p and p.endswith(".srt")), None)
+        if not video_path or not subtitles:
+            raise InputError("Make a video first (step 3); its captions can then be burned in.")
+        if not Path(subtitles).read_text(encoding="utf-8").strip():
+            raise InputError("No words were recognised in this video, so there are no captions to burn in.")
+        out = self.results.new_work_dir() / "portraittalk-captions.mp4"
+        return str(burn_in(video_path, subtitles, out))
 
     def face_boxes(self, rgb: np.ndarray) -> list[Box]:
         """The boxes of the faces found, numbered as on the page: from the left."""

@@ -4,12 +4,15 @@ and the notes (how the speech was read, the prompt as understood, warnings)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ..contracts import SAME_PERSON_DISTANCE
 from .results import StoredResult
+
+if TYPE_CHECKING:
+    from .service import Heard
 
 PLOT_VIDEO, PLOT_LINE = "This video", "Same-person line"
 
@@ -67,12 +70,17 @@ def notes_markdown(report: dict[str, Any], settings_prompt: str) -> str:
     """Warnings, how the speech was read, and what the prompt was understood as."""
     parts: list[str] = []
     speech = (report.get("input") or {}).get("speech") or {}
-    method = {"forced-alignment": "lined up with your transcript",
-              "phone-decoder": "recognised from the sound (adding the words improves lip sync)",
-              "acoustic": "followed from the loudness and pitch only (speech not recognised as English)",
+    source = {"transcript": "your words", "recognition": "the words recognised"}.get(speech.get("words_from", ""), "")
+    method = {"forced-alignment": f"lined up with {source}, sound by sound",
+              "espeak-dtw": f"spoken from {source} and lined up with the recording",
+              "acoustic": "followed from the loudness and pitch only (no words recognised)",
               "synthesis": "timed by the voice that spoke your text, sound by sound"}
     if speech.get("method"):
-        parts.append(f"**Lip sync:** mouth shapes {method.get(speech['method'], speech['method'])}.")
+        language = language_name(speech.get("language", ""))
+        said = f" in {language}" if speech["method"] != "acoustic" and language else ""
+        parts.append(f"**Lip sync:** mouth shapes {method.get(speech['method'], speech['method'])}{said}.")
+    if speech.get("text"):
+        parts.append(f"**Heard:** “{speech['text']}”")
     understood = report.get("prompt")
     if understood:
         if isinstance(understood, dict):
@@ -87,6 +95,21 @@ def notes_markdown(report: dict[str, Any], settings_prompt: str) -> str:
     return "\n\n".join(parts)
 
 
+def language_name(code: str | None) -> str:
+    return LANGUAGE_NAMES.get(code or "", code or "")
+
+
+def heard_markdown(heard: Heard) -> str:
+    """The line under "What is said" after an upload or a recording."""
+    if heard.problem:
+        return f"_{heard.problem}_"
+    if not heard.language:
+        return "_No clear words were recognised (singing, music or a noisy recording?): the mouth will follow " \
+               "the sound. Type the words if you know them._"
+    return (f"_Heard in **{language_name(heard.language)}** ({heard.probability:.0%} sure). Correct the words "
+            "if needed: they are then used as the transcript._")
+
+
 # ----------------------------------------------------------------------------------------
 # The page's fixed text
 # ----------------------------------------------------------------------------------------
@@ -94,6 +117,10 @@ UNEXPECTED_ERROR = ("Something went wrong on our side while making the video. Pl
                     "if it keeps happening, try another photo or recording.")
 UNEXPECTED_COMPARE_ERROR = ("Something went wrong on our side while measuring the videos. Please try again; "
                             "if it keeps happening, try other videos.")
+# The language list's names (RenderSettings offers the codes; any other Whisper code shows as itself).
+LANGUAGE_NAMES = {"": "Detect from the recording", "en": "English", "es": "Spanish", "fr": "French", "de": "German",
+                  "it": "Italian", "pt": "Portuguese", "nl": "Dutch", "pl": "Polish", "ru": "Russian", "uk": "Ukrainian",
+                  "tr": "Turkish", "ar": "Arabic", "hi": "Hindi", "ja": "Japanese", "zh": "Chinese", "ko": "Korean"}
 # The Guidance accordion's sliders: setting → (label, explanation).
 GUIDANCE_SLIDERS = {
     "audio_strength": ("Lip-sync strength", "How strongly the mouth follows the speech. 0 = mouth still, 2 = exaggerated."),

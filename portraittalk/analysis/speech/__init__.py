@@ -1,16 +1,15 @@
-"""Speech analysis: what is said (phones) and how it sounds (prosody), on the video frame grid.
+"""Speech analysis: what is said (words, phones) and how it sounds (prosody), on the video frame grid.
 
-``analyze_speech(clip, fps, transcript)`` returns a :class:`SpeechAnalysis`:
+``analyze_speech(clip, fps, transcript, language)`` returns a :class:`SpeechAnalysis`:
 
-* **phones** — with a transcript, pocketsphinx *forced alignment* (word pass, then a
-  phone/state pass); without one, the pocketsphinx *phone decoder* (allphone search with
-  the English phone n-gram). Both use the en-US acoustic model shipped in the wheel.
-  When the decoder's phones can't be trusted (not English, singing, no speech) the
-  method is ``"acoustic"`` and the phones are *pseudo-phones* built from the sound
-  itself: one vowel per syllable nucleus, chosen by spectral shape (bright → EY, dark →
-  OW, otherwise AA/AH by loudness), "N" around them and "P" in deep energy dips between
-  syllables, SIL in pauses. They drive the same viseme machinery, so the MotionTrack
-  needs no extra input.
+* **words and phones** (:mod:`.recognizer`) — Whisper hears the words, their times and the
+  language; English words (a transcript's, or the recognised ones) are force-aligned by
+  pocketsphinx, other languages' are read by espeak-ng and fitted onto the recording. When
+  nothing readable is said (singing, music, mumbling; or the recogniser is unavailable) the
+  method is ``"acoustic"`` and the phones are *pseudo-phones* built from the sound itself:
+  one vowel per syllable nucleus, chosen by spectral shape (bright → EY, dark → OW, otherwise
+  AA/AH by loudness), "N" around them and "P" in deep energy dips between syllables, SIL in
+  pauses. They drive the same viseme machinery, so the MotionTrack needs no extra input.
 * **per-frame features** (10 ms analysis hops pooled onto the video grid):
   ``energy`` (RMS dB scaled 0…1 between a floor and the clip's loud frames),
   ``voicing`` (from YIN's aperiodicity), ``pitch`` (semitones from the clip's median F0,
@@ -21,20 +20,16 @@ from ``i / fps`` to ``(i + 1) / fps`` and every feature of frame *i* pools the a
 hops whose centres fall in that interval (power mean for energy, mean of the voiced hops
 for pitch, majority for speech).
 
-Cost: about 0.12–0.15 s of CPU per second of audio on the development machine (the
-allphone search is ~0.1 of it); the decoders load once per process (~0.5 s).
-
-Language: pocketsphinx only knows English, so "en" means "the English recogniser's
-phones are usable". See :func:`.language.judge_language` for the (cheap, documented) rule.
+Every time is relative to the clip's first sample, so a window of a long recording (an
+``AudioClip`` holding only that stretch) is analysed the same way as a whole clip.
 
 Modules: :mod:`.features` (level, pitch, voice activity, frame grid), :mod:`.recognizer`
-(the recogniser boundary) with :mod:`.sphinx` (pocketsphinx), :mod:`.language` (can the
-recogniser's phones be trusted) and :mod:`.acoustic` (pseudo-phones when they can't).
+(the decision), :mod:`.whisper` (the recogniser), :mod:`.sphinx` (English forced alignment),
+:mod:`.fit` with :mod:`.ipa` (espeak-ng phonemes on the recording), :mod:`.japanese` (kana),
+:mod:`.words` (a transcript on recognised times) and :mod:`.acoustic` (pseudo-phones).
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 
@@ -52,17 +47,16 @@ from .features import (
     speech_activity,
     voice_activity,
 )
-from .language import judge_language
 from .recognizer import recognize
-from .sphinx import _align_decoder, _phone_decoder  # noqa: F401  (the pipeline warms the decoders up)
-
-log = logging.getLogger(__name__)
 
 NO_SPEECH_WARNING = "The audio contains no speech; the video shows an idle face."
 
 
-def analyze_speech(clip: AudioClip, fps: float, transcript: str | None = None) -> SpeechAnalysis:
-    """Phones (forced alignment, phone decoder or acoustic pseudo-phones) and per-frame prosody."""
+def analyze_speech(clip: AudioClip, fps: float, transcript: str | None = None, language: str | None = None,
+                   asr_model: str | None = None) -> SpeechAnalysis:
+    """Words, phones (forced alignment, espeak-ng fitted or acoustic pseudo-phones) and per-frame prosody.
+    ``language`` (Whisper's code, e.g. "es") skips language detection; ``asr_model`` names
+    another recogniser model (see :mod:`.whisper`)."""
     if not np.isfinite(fps) or fps <= 0:
         raise InputError("The frame rate must be a positive number such as 25; please choose another frame rate.")
     samples = _analysis_samples(clip)
@@ -73,34 +67,23 @@ def analyze_speech(clip: AudioClip, fps: float, transcript: str | None = None) -
     if not feats.audible:
         return _no_speech(feats, duration, n_frames, fps)
 
-    recognition = recognize(_to_pcm16(samples), transcript)
-    phones, method, language = recognition.phones, recognition.method, "en"
-    warnings = list(recognition.warnings)
-    activity = speech_activity(voice_activity(feats, recognition.voiced_spans), HOP_S)
+    found = recognize(samples, feats.db, transcript, language, asr_model)
+    activity = speech_activity(voice_activity(feats, found.voiced_spans), HOP_S)
+    phones = found.phones if found.method != "acoustic" else acoustic_pseudo_phones(feats, activity)
     if not _enough_speech(activity, feats, phones):
-        return _no_speech(feats, duration, n_frames, fps)
+        return _no_speech(feats, duration, n_frames, fps, found.warnings)
 
-    if method == "phone-decoder":
-        verdict = judge_language(phones, feats, noise_ratio=recognition.noise_ratio)
-        language = verdict.language
-        if not verdict.trust_phones:
-            method = "acoustic"
-            log.info("acoustic mouth shapes: %s", verdict.reason)
-            if transcript is not None and transcript.strip():
-                warnings.append("The speech does not sound like English, so the mouth follows the sound "
-                                "of the voice rather than the words.")
-            phones = acoustic_pseudo_phones(feats, activity)
-
-    phones = _tidy(phones, duration)
     grid = frame_features(feats, activity, n_frames, fps)
     return SpeechAnalysis(
-        phones=phones, method=method, language=language, speech_ratio=float(grid["speech"].mean()),
-        fps=float(fps), energy=grid["energy"], voicing=grid["voicing"], pitch=grid["pitch"],
-        speech=grid["speech"], warnings=warnings,
+        phones=_tidy(phones, duration), method=found.method, language=found.language,
+        speech_ratio=float(grid["speech"].mean()), fps=float(fps), energy=grid["energy"], voicing=grid["voicing"],
+        pitch=grid["pitch"], speech=grid["speech"], warnings=found.warnings, words=found.words,
+        words_from=found.words_from, text=found.text, language_probability=round(found.language_probability, 3),
     )
 
 
-def _no_speech(feats: AcousticFeatures, duration: float, n_frames: int, fps: float) -> SpeechAnalysis:
+def _no_speech(feats: AcousticFeatures, duration: float, n_frames: int, fps: float,
+               notes: list[str] | None = None) -> SpeechAnalysis:
     grid = frame_features(feats, np.zeros(feats.n, bool), n_frames, fps)
     warning = NO_SPEECH_WARNING
     if not feats.audible and feats.loud_db > DIGITAL_SILENCE_DBFS:  # a signal, far too quiet: say what to do
@@ -109,7 +92,7 @@ def _no_speech(feats: AcousticFeatures, duration: float, n_frames: int, fps: flo
     return SpeechAnalysis(
         phones=[PhoneSegment(SILENCE, 0.0, round(duration, 3))], method="acoustic", language="unknown",
         speech_ratio=0.0, fps=float(fps), energy=grid["energy"], voicing=grid["voicing"], pitch=grid["pitch"],
-        speech=grid["speech"], warnings=[warning],
+        speech=grid["speech"], warnings=[*(notes or []), warning],
     )
 
 
@@ -126,10 +109,6 @@ def _analysis_samples(clip: AudioClip) -> np.ndarray:
         g = gcd(SAMPLE_RATE, int(clip.sample_rate))
         y = resample_poly(y, SAMPLE_RATE // g, int(clip.sample_rate) // g).astype(np.float32)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
-
-
-def _to_pcm16(samples: np.ndarray) -> bytes:
-    return (samples * 32767.0).astype("<i2").tobytes()
 
 
 def _enough_speech(activity: np.ndarray, feats: AcousticFeatures, phones: list[PhoneSegment]) -> bool:

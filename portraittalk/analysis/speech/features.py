@@ -101,9 +101,12 @@ def acoustic_features(samples: np.ndarray) -> AcousticFeatures:
 
 
 def voice_activity(feats: AcousticFeatures, voiced_spans: list[tuple[float, float]]) -> np.ndarray:
-    """Raw per-hop activity: the level in ordinary recordings; the decoder's voice spans over a music bed."""
+    """Raw per-hop activity: the level in ordinary recordings; over a music bed, the spans where the
+    recogniser heard words, or the voiced hops when it heard none (a song's voice)."""
     if not feats.continuous:
         return feats.loud.copy()
+    if not voiced_spans:
+        return feats.voicing > 0.5
     out = np.zeros(feats.n, bool)
     for a, b in voiced_spans:
         out[int(round(a / HOP_S)):int(round(b / HOP_S))] = True

@@ -1,6 +1,6 @@
-"""pocketsphinx, the English recogniser: phone decoder (allphone search with the English phone
-n-gram) and forced alignment of a transcript (word pass, then a phone/state pass). Both use the
-en-US acoustic model shipped in the wheel and load once per process (~0.5 s)."""
+"""pocketsphinx forced alignment of English words (word pass, then a phone/state pass): exact
+phone times for a transcript or for the words Whisper recognised. It uses the en-US acoustic
+model and CMUdict shipped in the wheel and loads once per process (~0.5 s)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import functools
 import logging
 import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from ...contracts import PhoneSegment
+from ...contracts import PhoneSegment, WordSegment
 from ...motion.visemes import normalize_phone
 from .features import HOP_S
 
@@ -26,45 +28,22 @@ MIN_ALIGNMENT_SCORE = -35.0
 
 
 @functools.lru_cache(maxsize=1)
-def _phone_decoder():
-    from pocketsphinx import Decoder, get_model_path
-
-    # Settings of pocketsphinx's own phoneme test (lw 2 beat 1, 3 and 5 on viseme-class
-    # agreement with the LibriVox references). topn=2 would be 5 % faster and slightly more
-    # accurate but shifts the vowel timing enough to break the nPVI-V calibration of
-    # language.judge_language (Spanish and Japanese then measure ≈ 51), so the default topn stays.
-    return Decoder(allphone=get_model_path("en-us/en-us-phone.lm.bin"), lw=2.0, pip=0.3,
-                   beam=1e-60, pbeam=1e-40, loglevel="FATAL")
-
-
-@functools.lru_cache(maxsize=1)
 def _align_decoder():
     from pocketsphinx import Decoder
 
-    return Decoder(lm=None, loglevel="FATAL")
+    # bestpath off: its lattice pass can leave a phone one frame long, which the state pass cannot align
+    return Decoder(lm=None, bestpath=False, loglevel="FATAL")
 
 
-def _decode(decoder, pcm: bytes) -> None:
+def _decode(decoder, pcm: bytes, fresh: bool) -> None:
+    # A new clip starts a fresh stream: the decoder otherwise carries its feature normalisation
+    # over from the previous clip, and the same clip aligned after another comes out slightly
+    # different. The second pass over the same clip keeps what the first one learnt of it.
+    if fresh:
+        decoder.start_stream()
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
-
-
-def decode_phone_labels(pcm: bytes) -> list[tuple[str, float, float]]:
-    """English phone recognition (allphone search) of 16 kHz 16-bit mono PCM: raw decoder labels
-    (including noise tokens such as "+SPN+") with start/end seconds."""
-    with _decoder_lock:
-        dec = _phone_decoder()
-        _decode(dec, pcm)
-        segs = [(s.word, s.start_frame, s.end_frame) for s in dec.seg()]
-    return [(w, a * HOP_S, (b + 1) * HOP_S) for w, a, b in segs]
-
-
-def noise_token_ratio(labels: list[tuple[str, float, float]]) -> float:
-    """Share of the decoded time the decoder calls noise (+SPN+, +NSN+, …) rather than phones or silence."""
-    total = sum(b - a for _, a, b in labels)
-    noise = sum(b - a for w, a, b in labels if w.startswith("+"))
-    return float(noise / total) if total > 0 else 0.0
 
 
 def transcript_words(transcript: str, lookup, add_word=None) -> tuple[list[str], list[str]]:
@@ -115,33 +94,66 @@ def _add_possessive(token: str, lookup, add_word) -> bool:
     return True
 
 
-def forced_alignment(pcm: bytes, transcript: str) -> tuple[list[PhoneSegment] | None, str]:
-    """Phone timings of a known transcript; (None, warning sentence) when it can't be aligned."""
-    fallback = "the mouth shapes come from the phone recogniser instead."
+@dataclass
+class Alignment:
+    phones: list[PhoneSegment]
+    words: list[WordSegment]  # the text's own words (punctuation and case kept), on the aligned times
+
+
+def forced_alignment(pcm: bytes, text: str, pronounce: Callable[[str], str | None] | None = None
+                     ) -> tuple[Alignment | None, str]:
+    """Phone and word times of ``text`` in 16 kHz 16-bit PCM; (None, why not) when it can't be
+    aligned. ``pronounce`` spells words CMUdict lacks (ARPAbet, space-separated); without it
+    such words make the alignment fail."""
+    tokens = text.split()
     with _decoder_lock:
         dec = _align_decoder()
-        words, missing = transcript_words(transcript, dec.lookup_word, dec.add_word)
+        words: list[str] = []
+        origin: list[int] = []  # the token each dictionary word comes from
+        missing: list[str] = []
+        for k, token in enumerate(tokens):
+            found, lacking = transcript_words(token, dec.lookup_word, dec.add_word)
+            for word in lacking:
+                spelling = pronounce(word) if pronounce is not None else None
+                if spelling:
+                    dec.add_word(word, spelling, True)
+                    found.append(word)
+                else:
+                    missing.append(word)
+            words += found
+            origin += [k] * len(found)
         if missing:
-            shown = ", ".join(dict.fromkeys(missing[:5]))
-            return None, f"Some words of the transcript are not in the English dictionary ({shown}); {fallback}"
+            return None, f"Some words of the transcript are not in the English dictionary " \
+                         f"({', '.join(dict.fromkeys(missing[:5]))})"
         if not words:
-            return None, f"The transcript contains no words that can be aligned; {fallback}"
+            return None, "The transcript contains no words that can be aligned"
         try:
             dec.set_align_text(" ".join(words))
-            _decode(dec, pcm)
+            _decode(dec, pcm, fresh=True)
             if dec.hyp() is None:
                 raise RuntimeError("no alignment path")
             dec.set_alignment()
-            _decode(dec, pcm)
+            _decode(dec, pcm, fresh=False)
             alignment = dec.get_alignment()
             entries = [(p.name, p.start, p.duration) for p in alignment.phones()] if alignment else []
+            spans = [(w.name, w.start, w.duration) for w in alignment.words()] if alignment else []
             states = [(st.score, st.duration) for st in alignment.states()] if alignment else []
         except RuntimeError as err:
             log.info("forced alignment failed: %s", err)
-            entries, states = [], []
+            entries, spans, states = [], [], []
     frames = sum(d for _, d in states)
     score = sum(sc for sc, _ in states) / frames if frames else -np.inf
     if not entries or score < MIN_ALIGNMENT_SCORE:
         log.info("forced alignment rejected (score per frame %.1f)", score)
-        return None, f"The transcript does not seem to match the audio; {fallback}"
-    return [PhoneSegment(normalize_phone(n), s * HOP_S, (s + d) * HOP_S) for n, s, d in entries], ""
+        return None, "The transcript does not seem to match the audio"
+    phones = [PhoneSegment(normalize_phone(n), s * HOP_S, (s + d) * HOP_S) for n, s, d in entries]
+    timed = [(s * HOP_S, (s + d) * HOP_S) for name, s, d in spans if not name.startswith(("<", "["))]
+    return Alignment(phones, _token_spans(tokens, origin, timed)), ""
+
+
+def _token_spans(tokens: list[str], origin: list[int], timed: list[tuple[float, float]]) -> list[WordSegment]:
+    """Each token of the text over the aligned span of the dictionary words made from it."""
+    spans: dict[int, tuple[float, float]] = {}
+    for k, (start, end) in zip(origin, timed):
+        spans[k] = (spans[k][0], end) if k in spans else (start, end)
+    return [WordSegment(tokens[k], round(a, 3), round(b, 3)) for k, (a, b) in sorted(spans.items())]
