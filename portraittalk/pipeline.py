@@ -6,6 +6,10 @@ Models (face mesh, dlib descriptor, speech recogniser) load once per process in
 :class:`PortraitTalkPipeline` and are reused across requests. Frames stream from the
 engine to the encoder and the identity scorer one at a time, so memory stays flat in the
 clip length.
+
+``render_stream`` is the same render as ``render``, yielding the video in playable pieces
+while it is made: the speech is analysed window by window in a thread of its own
+(:mod:`.motion.windows`), so the first frames wait for the first few seconds of audio only.
 """
 
 from __future__ import annotations
@@ -13,27 +17,40 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contracts import FaceAnalysis, IdentityScores, MotionTrack, Portrait
+from .contracts import AudioClip, FaceAnalysis, IdentityScores, MotionTrack, Portrait, SpeechAnalysis
 from .errors import InputError
 from .io.paths import check_output_path
 from .report import RunReport
-from .runtime import opencv_threads, release_freed_memory
+from .runtime import StageClock, opencv_threads, release_freed_memory
 from .settings import MAX_AUDIO_SECONDS, RenderSettings
 
 if TYPE_CHECKING:
     from .analysis.face import FaceAnalyzer
     from .engines.base import Engine
     from .motion.prompt import PromptControls
+    from .motion.windows import Window
     from .scoring.identity import IdentityScorer
     from .scoring.stream import FrameStream
 
 # Progress callback: (stage name, fraction of the whole job done 0…1, human message).
 ProgressFn = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class VideoChunk:
+    """A finished piece of a video being rendered: fragmented-MP4 media that plays after ``init``
+    (the stream's header) and the pieces before it; pieces come in order, without gaps."""
+
+    index: int
+    path: Path
+    init: Path
+    start_s: float
+    duration_s: float
 
 
 @dataclass
@@ -43,6 +60,9 @@ class RenderResult:
     motion: MotionTrack
     run_report: RunReport
     warnings: list[str] = field(default_factory=list)
+    # Seconds per stage: wall clock and CPU of the threads doing it (the benchmark's table).
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)
+    first_chunk_s: float | None = None  # from the request to the first playable piece, when streamed
 
     @property
     def report(self) -> dict[str, Any]:
@@ -109,84 +129,110 @@ class PortraitTalkPipeline:
     def render(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
                references: list[str | Path | bytes] | None = None) -> RenderResult:
-        from .analysis.speech import NO_SPEECH_WARNING, analyze_speech
+        for event in self.render_stream(image, audio, out_path, settings, progress, references):
+            if isinstance(event, RenderResult):
+                return event
+        raise AssertionError("render_stream ended without a result")
+
+    def render_stream(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
+                      settings: RenderSettings | None = None, progress: ProgressFn | None = None,
+                      references: list[str | Path | bytes] | None = None,
+                      stream_dir: Path | None = None) -> Iterator[VideoChunk | RenderResult]:
+        """The render, as it happens: with ``stream_dir``, the video's pieces (written there)
+        while frames are made, then always the RenderResult of the finished MP4."""
         from .io.audio import load_audio, muxable_audio
-        from .io.video import VideoEncoder
-        from .motion.plan import plan_motion
+        from .io.video import SegmentPlan, VideoEncoder
         from .motion.prompt import parse_prompt
+        from .motion.windows import MotionStitcher, plan_windows, whole_recording
         from .scoring.stream import ScoringThread
 
         s = (settings or RenderSettings()).validated()
         out_path = check_output_path(out_path)  # before any work: a bad path fails at once
         report_progress = progress or (lambda stage, frac, msg: None)
-        timings: dict[str, float] = {}
+        clock = StageClock()
         warnings: list[str] = []
-        t_all = time.perf_counter()
-
-        def timed(stage: str) -> _Timer:
-            return _Timer(timings, stage)
 
         report_progress("face", 0.0, "Analysing the face")
-        with timed("face_analysis"):
+        with clock("face_analysis"):
             portrait, face = self.analyze_portrait(image, s.max_size)
         warnings += face.warnings
         report_progress("audio", 0.05, "Analysing the audio")
-        with timed("audio_decode"):
+        with clock("audio_decode"):
             clip = load_audio(audio, max_duration_s=MAX_AUDIO_SECONDS)
         n_frames = max(1, round(clip.duration_s * s.fps))
-        with timed("speech_analysis"):
-            speech = analyze_speech(clip, s.fps, s.transcript)
-        warnings += speech.warnings
-        report_progress("motion", 0.15, "Planning the motion")
-        with timed("prompt"):
+        with clock("prompt"):
             controls = parse_prompt(s.prompt, s.prompt_strength) if (s.prompt or "").strip() else None
-        with timed("motion"):
-            motion = plan_motion(speech, n_frames, s, controls)
         if controls is not None and controls.ignored:
             warnings.append("Part of the prompt was not used: " + "; ".join(
                 f'"{i.phrase}" ({i.reason})' for i in controls.ignored) + ".")
-
+        transcript = bool((s.transcript or "").strip())
+        # The diffusion engine may read ahead in the track: it gets the whole recording's analysis first.
+        windows = plan_windows(clip.duration_s, s.fps, transcript) if s.engine == "warp" \
+            else [whole_recording(clip.duration_s, transcript)]
+        analyses = _WindowAnalyses(clip, windows, s.fps, s.transcript)
+        stitcher = MotionStitcher(windows, n_frames, s, controls)
         engine = _engine(s, controls)
-        stream = self._identity_stream(s, portrait, face, references or [], warnings)
-        # Identity scoring runs in a thread beside rendering; encoding runs in ffmpeg's own process.
-        scoring = ScoringThread(stream) if stream is not None else None
         h, w = portrait.rgb.shape[:2]
-        t0 = time.perf_counter()
+        segments = SegmentPlan(stream_dir) if stream_dir is not None else None
+        scoring = None
+        first_chunk_s = None
         try:
-            # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
+            report_progress("motion", 0.15, "Planning the motion")
+            stream = self._identity_stream(s, portrait, face, references or [], warnings)
+            # Identity scoring beside rendering (the network in a thread); encoding in ffmpeg's own process.
+            scoring = ScoringThread(stream) if stream is not None else None
             with muxable_audio(clip) as sound, \
-                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames) as enc, \
+                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames, segments=segments) as enc, \
                     opencv_threads(1 if scoring else None):
-                for i, frame in enumerate(engine.frames(portrait, face, motion, clip)):
-                    enc.write(frame.rgb)
-                    if scoring is not None:
-                        scoring.put(frame.rgb, frame.box)
-                    if i % 10 == 0 or i == n_frames - 1:
-                        report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
-                                        f"Rendering frame {i + 1} of {n_frames}")
+                with clock("render_encode"):
+                    frames = iter(engine.frames(portrait, face, stitcher.track, clip))
+                    for i in range(n_frames):
+                        while stitcher.ready_frames <= i:
+                            with clock("speech_wait"):
+                                analysis = analyses.next()
+                            with clock("motion"):
+                                stitcher.add(analysis)
+                        frame = next(frames)
+                        enc.write(frame.rgb)
+                        if scoring is not None:
+                            with clock("identity_align"):
+                                scoring.put(self.identity_scorer.align(frame.rgb, frame.box))
+                        if i % 10 == 0 or i == n_frames - 1:
+                            report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
+                                            f"Rendering frame {i + 1} of {n_frames}")
+                        if segments is not None and i % 5 == 0:
+                            for chunk in _chunks(enc.new_segments(), segments):
+                                first_chunk_s = first_chunk_s if first_chunk_s is not None else clock.elapsed()
+                                yield chunk
+            for chunk in _chunks(enc.new_segments(), segments) if segments is not None else []:
+                first_chunk_s = first_chunk_s if first_chunk_s is not None else clock.elapsed()
+                yield chunk
         finally:
+            analyses.close()
             if scoring is not None:
                 scoring.close()
-        timings["render_encode"] = time.perf_counter() - t0
         identity = None
         if scoring is not None:
-            t1 = time.perf_counter()
-            identity = scoring.finish()
-            timings["identity_wait_after_render"] = time.perf_counter() - t1
-            timings["identity_scoring"] = scoring.busy_s + timings["identity_wait_after_render"]
-        timings["total"] = time.perf_counter() - t_all
+            with clock("identity_wait_after_render"):
+                identity = scoring.finish()
+            clock.add("identity_network", scoring.busy_s, scoring.cpu_s)
+        clock.add("speech_analysis", analyses.busy_s, analyses.cpu_s)
+        speech = stitcher.speech
+        warnings += speech.warnings
+        clock.stop()
 
         if identity is not None:
             summ = identity.summary()
             if summ.get("frames_over_threshold", 0):
                 warnings.append(f"{summ['frames_over_threshold']} frame(s) drifted beyond the same-person threshold.")
         if speech.speech_ratio < 0.02 and not any("no speech" in w for w in warnings):
+            from .analysis.speech import NO_SPEECH_WARNING
             warnings.append(NO_SPEECH_WARNING)
         report_progress("done", 1.0, "Done")
         release_freed_memory()
-        report = RunReport.build(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings,
-                                 controls)
-        return RenderResult(out_path, identity, motion, report, warnings)
+        report = RunReport.build(out_path, s, portrait, face, clip, speech, stitcher.track, identity,
+                                 _report_timings(clock), warnings, controls)
+        yield RenderResult(out_path, identity, stitcher.track, report, warnings, clock.stages(), first_chunk_s)
 
     def _identity_stream(self, s: RenderSettings, portrait: Portrait, face: FaceAnalysis,
                          references: list[str | Path | bytes], warnings: list[str]) -> FrameStream | None:
@@ -221,12 +267,71 @@ def _engine(s: RenderSettings, controls: PromptControls | None) -> Engine:
     return diffusion_engine(s, warp)
 
 
-class _Timer:
-    def __init__(self, sink: dict[str, float], stage: str) -> None:
-        self.sink, self.stage = sink, stage
+def _report_timings(clock: StageClock) -> dict[str, float]:
+    """SCORES.json's timings: wall-clock seconds of each stage, as before streaming (render_encode
+    leaves out the waits for the speech analysis and the motion planning it overlaps with)."""
+    t = clock.wall
+    render = t("render_encode") - t("speech_wait") - t("motion")
+    identity = t("identity_align") + t("identity_network") + t("identity_wait_after_render")
+    timings = {"face_analysis": t("face_analysis"), "audio_decode": t("audio_decode"),
+               "speech_analysis": t("speech_analysis"), "prompt": t("prompt"), "motion": t("motion"),
+               "render_encode": render, "total": t("total")}
+    if t("identity_align") > 0:
+        timings |= {"identity_wait_after_render": t("identity_wait_after_render"), "identity_scoring": identity}
+    return timings
 
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
-        self.sink[self.stage] = round(time.perf_counter() - self.t0, 4)
+def _chunks(segments: list, plan: Any) -> Iterator[VideoChunk]:
+    for seg in segments:
+        yield VideoChunk(seg.index, seg.path, plan.folder / plan.INIT, seg.start_s, seg.duration_s)
+
+
+class _WindowAnalyses:
+    """The speech of each window analysed in order, in a thread of its own, one window ahead
+    of the renderer; ``next()`` waits for the next one. ``close`` stops it after the current window."""
+
+    def __init__(self, clip: AudioClip, windows: list[Window], fps: float, transcript: str | None) -> None:
+        self._clip, self._windows, self._fps, self._transcript = clip, windows, fps, transcript
+        self._done: list[SpeechAnalysis | BaseException] = []
+        self._taken = 0
+        self._ready = threading.Condition()
+        self._stop = False
+        self.busy_s = self.cpu_s = 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def next(self) -> SpeechAnalysis:
+        with self._ready:
+            self._ready.wait_for(lambda: len(self._done) > self._taken)
+            result = self._done[self._taken]
+            self._taken += 1
+            self._ready.notify_all()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self) -> None:
+        with self._ready:
+            self._stop = True
+            self._ready.notify_all()
+
+    def _run(self) -> None:
+        from .analysis.speech import analyze_speech
+        for window in self._windows:
+            with self._ready:
+                # One window ahead of the renderer is enough, and leaves it the CPU meanwhile.
+                self._ready.wait_for(lambda: self._stop or len(self._done) <= self._taken)
+            if self._stop:
+                return
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                result: SpeechAnalysis | BaseException = analyze_speech(
+                    window.clip(self._clip), self._fps, self._transcript if window.use_transcript else None)
+            except BaseException as err:  # raised in the renderer's thread by next()
+                result = err
+            release_freed_memory()  # the analysis' temporaries, while the renderer carries on
+            self.busy_s += time.perf_counter() - t0
+            self.cpu_s += time.thread_time() - c0
+            with self._ready:
+                self._done.append(result)
+                self._ready.notify_all()

@@ -167,7 +167,9 @@ class IdentityScorer:
 
 class IdentityStream:
     """Aligns each frame as it arrives (only the 150×150 chip is kept) and runs the
-    network in batches of ``batch_size``, about half the cost per frame of ``score``."""
+    network in batches of ``batch_size``, about half the cost per frame of ``score``.
+    ``add_chip`` takes a frame already aligned (``IdentityScorer.align``), so the alignment and
+    the network can run in different threads."""
 
     def __init__(self, scorer: IdentityScorer, reference: np.ndarray, batch_size: int = 16):
         self._scorer = scorer
@@ -178,9 +180,12 @@ class IdentityStream:
         self._count = 0
 
     def add(self, frame: np.ndarray, box: Box | None) -> None:
+        self.add_chip(self._scorer.align(frame, box))
+
+    def add_chip(self, chip: np.ndarray | None) -> None:
+        """The next frame's aligned chip (None: no face found in it)."""
         index = self._count
         self._count += 1
-        chip = self._scorer.align(frame, box)
         if chip is None:
             self._scores.append(compare(None, self._reference, index))
             return
