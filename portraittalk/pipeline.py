@@ -8,7 +8,7 @@ engine to the encoder and the identity scorer one at a time, so memory stays fla
 clip length.
 
 ``render_stream`` is the same render as ``render``, yielding the video in playable pieces
-while it is made: the speech is analysed window by window in a thread of its own
+while it is made: the speech is analysed window by window as the frames reach it
 (:mod:`.motion.windows`), so the first frames wait for the first few seconds of audio only.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +168,7 @@ class PortraitTalkPipeline:
         # The diffusion engine may read ahead in the track: it gets the whole recording's analysis first.
         windows = plan_windows(clip.duration_s, s.fps, transcript) if s.engine == "warp" \
             else [whole_recording(clip.duration_s, transcript)]
-        analyses = _WindowAnalyses(clip, windows, s.fps, s.transcript)
+        analyses = _WindowAnalyses(clip, windows, s.fps, s.transcript, clock)
         stitcher = MotionStitcher(windows, n_frames, s, controls)
         engine = _engine(s, controls)
         h, w = portrait.rgb.shape[:2]
@@ -182,14 +181,14 @@ class PortraitTalkPipeline:
             # Identity scoring beside rendering (the network in a thread); encoding in ffmpeg's own process.
             scoring = ScoringThread(stream) if stream is not None else None
             with muxable_audio(clip) as sound, \
-                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames, segments=segments) as enc, \
+                    VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames, segments=segments,
+                                 audio_format=(clip.original_rate, clip.original_channels)) as enc, \
                     opencv_threads(1 if scoring else None):
                 with clock("render_encode"):
                     frames = iter(engine.frames(portrait, face, stitcher.track, clip))
                     for i in range(n_frames):
                         while stitcher.ready_frames <= i:
-                            with clock("speech_wait"):
-                                analysis = analyses.next()
+                            analysis = analyses.next()
                             with clock("motion"):
                                 stitcher.add(analysis)
                         frame = next(frames)
@@ -208,7 +207,6 @@ class PortraitTalkPipeline:
                 first_chunk_s = first_chunk_s if first_chunk_s is not None else clock.elapsed()
                 yield chunk
         finally:
-            analyses.close()
             if scoring is not None:
                 scoring.close()
         identity = None
@@ -216,7 +214,6 @@ class PortraitTalkPipeline:
             with clock("identity_wait_after_render"):
                 identity = scoring.finish()
             clock.add("identity_network", scoring.busy_s, scoring.cpu_s)
-        clock.add("speech_analysis", analyses.busy_s, analyses.cpu_s)
         speech = stitcher.speech
         warnings += speech.warnings
         clock.stop()
@@ -269,9 +266,9 @@ def _engine(s: RenderSettings, controls: PromptControls | None) -> Engine:
 
 def _report_timings(clock: StageClock) -> dict[str, float]:
     """SCORES.json's timings: wall-clock seconds of each stage, as before streaming (render_encode
-    leaves out the waits for the speech analysis and the motion planning it overlaps with)."""
+    leaves out the speech analysis and motion planning done between its frames)."""
     t = clock.wall
-    render = t("render_encode") - t("speech_wait") - t("motion")
+    render = t("render_encode") - t("speech_analysis") - t("motion")
     identity = t("identity_align") + t("identity_network") + t("identity_wait_after_render")
     timings = {"face_analysis": t("face_analysis"), "audio_decode": t("audio_decode"),
                "speech_analysis": t("speech_analysis"), "prompt": t("prompt"), "motion": t("motion"),
@@ -287,51 +284,23 @@ def _chunks(segments: list, plan: Any) -> Iterator[VideoChunk]:
 
 
 class _WindowAnalyses:
-    """The speech of each window analysed in order, in a thread of its own, one window ahead
-    of the renderer; ``next()`` waits for the next one. ``close`` stops it after the current window."""
+    """The speech of each window, analysed when the renderer reaches it (``next()``), in the
+    renderer's own thread: pocketsphinx holds the GIL for a whole decode, so in a thread beside
+    the renderer it would stall the frames at unpredictable moments instead of overlapping."""
 
-    def __init__(self, clip: AudioClip, windows: list[Window], fps: float, transcript: str | None) -> None:
+    def __init__(self, clip: AudioClip, windows: list[Window], fps: float, transcript: str | None,
+                 clock: StageClock) -> None:
         self._clip, self._windows, self._fps, self._transcript = clip, windows, fps, transcript
-        self._done: list[SpeechAnalysis | BaseException] = []
+        self._clock = clock
         self._taken = 0
-        self._ready = threading.Condition()
-        self._stop = False
-        self.busy_s = self.cpu_s = 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
     def next(self) -> SpeechAnalysis:
-        with self._ready:
-            self._ready.wait_for(lambda: len(self._done) > self._taken)
-            result = self._done[self._taken]
-            self._taken += 1
-            self._ready.notify_all()
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def close(self) -> None:
-        with self._ready:
-            self._stop = True
-            self._ready.notify_all()
-
-    def _run(self) -> None:
         from .analysis.speech import analyze_speech
-        for window in self._windows:
-            with self._ready:
-                # One window ahead of the renderer is enough, and leaves it the CPU meanwhile.
-                self._ready.wait_for(lambda: self._stop or len(self._done) <= self._taken)
-            if self._stop:
-                return
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                result: SpeechAnalysis | BaseException = analyze_speech(
-                    window.clip(self._clip), self._fps, self._transcript if window.use_transcript else None)
-            except BaseException as err:  # raised in the renderer's thread by next()
-                result = err
-            release_freed_memory()  # the analysis' temporaries, while the renderer carries on
-            self.busy_s += time.perf_counter() - t0
-            self.cpu_s += time.thread_time() - c0
-            with self._ready:
-                self._done.append(result)
-                self._ready.notify_all()
+        window = self._windows[self._taken]
+        self._taken += 1
+        with self._clock("speech_analysis"):
+            analysis = analyze_speech(window.clip(self._clip), self._fps,
+                                      self._transcript if window.use_transcript else None)
+        if self._taken < len(self._windows):
+            release_freed_memory()  # the analysis' temporaries, before the frames that follow
+        return analysis

@@ -109,7 +109,8 @@ class VideoEncoder:
 
     def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
                  audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
-                 frames: int | None = None, segments: SegmentPlan | None = None):
+                 frames: int | None = None, segments: SegmentPlan | None = None,
+                 audio_format: tuple[int, int] | None = None):
         width, height = int(size[0]), int(size[1])
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")
@@ -128,6 +129,7 @@ class VideoEncoder:
         self._closed = False
         self.segments = segments
         self._segments_listed = 0
+        self.audio_format = audio_format  # (sample rate, channels) when known: no probe of the file
         if segments is not None and audio_path is not None and not frames:
             raise ValueError("streamed segments with sound need the frame count up front (frames=)")
 
@@ -276,11 +278,16 @@ class VideoEncoder:
 
     def _audio_output(self) -> list[str]:
         """ffmpeg arguments encoding that audio as AAC a browser plays."""
-        info = probe_audio(self.audio_path)
-        if info is None:
-            raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in the video.")
-        channels = min(max(info.channels, 1), 2)  # browsers play mono/stereo AAC everywhere
-        rate = info.sample_rate if info.sample_rate in _AAC_RATES else 48000
+        if self.audio_format is not None:
+            rate, channels = self.audio_format
+        else:
+            info = probe_audio(self.audio_path)
+            if info is None:
+                raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in "
+                                         "the video.")
+            rate, channels = info.sample_rate, info.channels
+        channels = min(max(channels, 1), 2)  # browsers play mono/stereo AAC everywhere
+        rate = rate if rate in _AAC_RATES else 48000
         # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
         return ["-af", "aformat=sample_fmts=s16", "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate)]
 

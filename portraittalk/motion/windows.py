@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     from .prompt import PromptControls
 
 WHOLE_UP_TO_S = 10.0
-FIRST_WINDOW_S = 3.0  # what the first video frames wait for: its analysis, with the margin
+# What the first video frames wait for: its analysis, with the margin. It reaches past the end of
+# the second streamed piece (1 + 2 s) and the frames the encoder holds back, so the first two
+# pieces never wait for the second window's analysis.
+FIRST_WINDOW_S = 4.0
 # The next windows' cores. Longer ones would cost a recogniser with a fixed 30-s pass less, but
 # the analysis' temporaries grow with the window (~2 MB a second), and they are in memory while
 # frames are rendered.

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,6 +54,7 @@ class ResultCache:
     names, settings). Each entry is a folder; the oldest entries are removed past a count."""
 
     FORMAT = 1  # bump when what a folder holds changes
+    STREAMS = "streams"  # the folder of streamed pieces, beside the entries
 
     def __init__(self, root: Path, max_entries: int) -> None:
         self.root = Path(root)
@@ -84,6 +86,18 @@ class ResultCache:
         self.root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="work-", dir=self.root))
 
+    def new_stream_dir(self) -> Path:
+        """A folder (not yet made) for the pieces of a video streamed while it renders. Pieces
+        outlive the request, as a page may still be fetching them; the oldest folders beyond
+        the cache's entry count are removed."""
+        streams = self.root / self.STREAMS
+        streams.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            folders = sorted((p for p in streams.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in folders[self.max_entries:]:
+                shutil.rmtree(old, ignore_errors=True)
+        return streams / uuid.uuid4().hex
+
     def store(self, key: str, result: RenderResult, work: Path) -> StoredResult:
         """Write the downloads next to the video in ``work`` and publish it under ``key``."""
         report = result.run_report.for_download(StoredResult.VIDEO)
@@ -100,7 +114,8 @@ class ResultCache:
         return StoredResult(folder, report)
 
     def _evict(self) -> None:
-        entries = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("work-")),
+        entries = sorted((p for p in self.root.iterdir()
+                          if p.is_dir() and not p.name.startswith("work-") and p.name != self.STREAMS),
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[self.max_entries:]:
             shutil.rmtree(old, ignore_errors=True)
