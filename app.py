@@ -49,7 +49,7 @@ from portraittalk.server.compare import COMPARE_NAMES
 from portraittalk.server.results import StoredResult
 from portraittalk.server.service import RenderService, as_path, diffusion_availability, example_rows, request_settings
 from portraittalk.server.settings import ServerSettings
-from portraittalk.server.streaming import HANDOVER_JS, PLAYER_HTML, PLAYER_JS, StreamState
+from portraittalk.server.streaming import HANDOVER_JS, PLAYER_CSS, PLAYER_HTML, PLAYER_JS, StreamState
 from portraittalk.server.uploads import DELETE_CACHE, start_upload_trimmer
 from portraittalk.settings import RenderSettings
 
@@ -180,9 +180,14 @@ class Handlers:
                 continue
             for w in (event.report.get("warnings") or [])[:MAX_TOASTS]:
                 gr.Warning(w)
-            video, *rest = self._result(event, settings.prompt)
-            yield (gr.update(visible=False), gr.update(value=video, visible=True), *rest,
-                   gr.update(value=state.finish(event.video) if state.pieces else None, visible=False))
+            # The stream's player stays until show_finished swaps the two players.
+            yield (gr.update(visible=False), *self._result(event, settings.prompt),
+                   state.finish(event.video) if state.pieces else gr.update(value=None, visible=False))
+
+    @staticmethod
+    def show_finished():
+        """The finished video's player in the stream's place (the page then continues it: HANDOVER_JS)."""
+        return gr.update(visible=True), gr.update(visible=False)
 
     @friendly_errors
     def render_api(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
@@ -325,9 +330,8 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         video = gr.Video(label="Talking video", interactive=False, buttons=["download"], height=420,
                                          elem_id="pt-video")
                         # The video while it is being made: it plays as the pieces arrive.
-                        stream = gr.HTML(None, html_template=PLAYER_HTML, js_on_load=PLAYER_JS, visible=False,
-                                         elem_id="pt-stream")
-                        video.change(None, js=HANDOVER_JS, api_visibility="private")
+                        stream = gr.HTML(None, html_template=PLAYER_HTML, css_template=PLAYER_CSS, js_on_load=PLAYER_JS,
+                                         visible=False, elem_id="pt-stream")
                         plot = gr.LinePlot(x="frame", y="similarity", color="series",
                                            color_map={texts.PLOT_VIDEO: "#4f46e5", texts.PLOT_LINE: "#dc2626"},
                                            x_title="Video frame", y_title="Identity match", color_title="Line",
@@ -406,7 +410,10 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         show_progress="hidden", concurrency_id="prepare", concurrency_limit=4
                  ).success(on.generate, inputs=[portrait, audio], inputs_kwargs=controls, outputs=result_outputs,
                            show_progress_on=[plot], api_name="generate", api_visibility="undocumented",
-                           scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency)
+                           scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency
+                 ).then(on.show_finished, outputs=[video, stream], queue=False, show_progress="hidden",
+                        api_visibility="private"
+                 ).then(None, js=HANDOVER_JS, api_visibility="private")
 
         # The documented API: the same inputs, the video and the full report out.
         api_video = gr.Video(label="video", visible=False)

@@ -178,7 +178,7 @@ class PortraitTalkPipeline:
         try:
             report_progress("motion", 0.15, "Planning the motion")
             stream = self._identity_stream(s, portrait, face, references or [], warnings)
-            # Identity scoring beside rendering (the network in a thread); encoding in ffmpeg's own process.
+            # Identity scoring in a thread beside rendering; encoding in ffmpeg's own process.
             scoring = ScoringThread(stream) if stream is not None else None
             with muxable_audio(clip) as sound, \
                     VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames, segments=segments,
@@ -194,8 +194,7 @@ class PortraitTalkPipeline:
                         frame = next(frames)
                         enc.write(frame.rgb)
                         if scoring is not None:
-                            with clock("identity_align"):
-                                scoring.put(self.identity_scorer.align(frame.rgb, frame.box))
+                            scoring.put(frame.rgb, frame.box, frame.mesh)
                         if i % 10 == 0 or i == n_frames - 1:
                             report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
                                             f"Rendering frame {i + 1} of {n_frames}")
@@ -213,7 +212,7 @@ class PortraitTalkPipeline:
         if scoring is not None:
             with clock("identity_wait_after_render"):
                 identity = scoring.finish()
-            clock.add("identity_network", scoring.busy_s, scoring.cpu_s)
+            clock.add("identity_scoring", scoring.busy_s, scoring.cpu_s)
         speech = stitcher.speech
         warnings += speech.warnings
         clock.stop()
@@ -250,7 +249,7 @@ class PortraitTalkPipeline:
         if reference is None:
             warnings.append("The face descriptor could not read the portrait; identity scores are unavailable.")
             return None
-        return scorer.stream(reference)
+        return scorer.stream(reference, points=scorer.face_points(portrait.rgb, face.box, face.landmarks))
 
 
 def _engine(s: RenderSettings, controls: PromptControls | None) -> Engine:
@@ -269,11 +268,11 @@ def _report_timings(clock: StageClock) -> dict[str, float]:
     leaves out the speech analysis and motion planning done between its frames)."""
     t = clock.wall
     render = t("render_encode") - t("speech_analysis") - t("motion")
-    identity = t("identity_align") + t("identity_network") + t("identity_wait_after_render")
+    identity = t("identity_scoring") + t("identity_wait_after_render")
     timings = {"face_analysis": t("face_analysis"), "audio_decode": t("audio_decode"),
                "speech_analysis": t("speech_analysis"), "prompt": t("prompt"), "motion": t("motion"),
                "render_encode": render, "total": t("total")}
-    if t("identity_align") > 0:
+    if t("identity_scoring") > 0:
         timings |= {"identity_wait_after_render": t("identity_wait_after_render"), "identity_scoring": identity}
     return timings
 

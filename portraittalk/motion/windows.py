@@ -34,7 +34,7 @@ from .visemes import SILENCE
 if TYPE_CHECKING:
     from .prompt import PromptControls
 
-WHOLE_UP_TO_S = 10.0
+WHOLE_UP_TO_S = 8.0
 # What the first video frames wait for: its analysis, with the margin. It reaches past the end of
 # the second streamed piece (1 + 2 s) and the frames the encoder holds back, so the first two
 # pieces never wait for the second window's analysis.

@@ -1,4 +1,4 @@
-"""Identity scoring in a thread beside rendering: aligned faces go in as frames are made, scores come out at the end."""
+"""Identity scoring in a thread beside rendering: frames go in as they are made, scores come out at the end."""
 
 from __future__ import annotations
 
@@ -9,38 +9,37 @@ from typing import Protocol
 
 import numpy as np
 
-from ..contracts import IdentityScores
+from ..contracts import Box, IdentityScores
 
 
 class FrameStream(Protocol):
-    """A scorer fed one aligned face chip a frame (the identity scorer's ``stream(reference)``)."""
+    """A scorer fed one frame at a time (the identity scorer's ``stream(reference)``)."""
 
-    def add_chip(self, chip: np.ndarray | None) -> None: ...
+    def add(self, frame: np.ndarray, box: Box | None, mesh: np.ndarray | None = None) -> None: ...
 
     def finish(self) -> IdentityScores: ...
 
 
 class ScoringThread:
-    """Feeds ``stream`` from a thread of its own. The caller aligns each frame (dlib holds the
-    GIL while it does, so that work stays in the caller's thread); the descriptor network,
-    which releases the GIL, runs here beside the renderer.
+    """Feeds ``stream`` from a thread of its own: alignment (with the frame's mesh, when known,
+    dlib's landmark model does not run, and the GIL is held only briefly) and the descriptor
+    network, which releases the GIL, run beside the renderer.
 
-    ``put`` blocks once ``backlog`` chips wait, so memory stays bounded when scoring is the
+    ``put`` blocks once ``backlog`` frames wait, so memory stays bounded when scoring is the
     slower side. An error in the thread is kept and raised by ``finish``, never lost silently.
     """
 
-    def __init__(self, stream: FrameStream, backlog: int = 16) -> None:
+    def __init__(self, stream: FrameStream, backlog: int = 8) -> None:
         self._stream = stream
-        self._jobs: queue.Queue[tuple[np.ndarray | None] | None] = queue.Queue(maxsize=backlog)
+        self._jobs: queue.Queue[tuple[np.ndarray, Box, np.ndarray | None] | None] = queue.Queue(maxsize=backlog)
         self._failure: BaseException | None = None
         self.busy_s = 0.0  # time spent scoring, in the thread
         self.cpu_s = 0.0  # CPU time of the thread
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def put(self, chip: np.ndarray | None) -> None:
-        """The next frame's aligned face (None when none was found)."""
-        self._jobs.put((chip,))
+    def put(self, rgb: np.ndarray, box: Box, mesh: np.ndarray | None = None) -> None:
+        self._jobs.put((rgb, box, mesh))
 
     def close(self) -> None:
         """No more frames: the thread ends once it has scored what it holds."""
@@ -63,7 +62,7 @@ class ScoringThread:
                 continue  # drain, so the renderer never blocks on a full queue
             t0 = time.perf_counter()
             try:
-                self._stream.add_chip(*item)
+                self._stream.add(*item)
             except BaseException as err:  # raised by finish(), after rendering
                 self._failure = err
             self.busy_s += time.perf_counter() - t0

@@ -63,7 +63,8 @@ class StreamState:
 
 # The player: <video> fed by a MediaSource, piece after piece. `element`, `props` and `watch`
 # are gr.HTML's js_on_load names. Files come from Gradio's file route.
-PLAYER_HTML = "<video class='pt-stream-video' controls autoplay playsinline></video>"
+PLAYER_HTML = "<video controls autoplay playsinline></video>"
+PLAYER_CSS = "video { display: block; width: 100%; height: 420px; background: #000; border-radius: 8px; }"
 PLAYER_JS = """
 const video = element.querySelector('video');
 const root = (window.gradio_config && window.gradio_config.root) || '';
