@@ -25,7 +25,7 @@ from .contracts import AudioClip, FaceAnalysis, IdentityScores, MotionTrack, Por
 from .errors import InputError
 from .io.paths import check_output_path
 from .report import RunReport
-from .runtime import StageClock, opencv_threads, release_freed_memory
+from .runtime import StageClock, limit_malloc_arenas, opencv_threads, release_freed_memory
 from .settings import MAX_AUDIO_SECONDS, RenderSettings
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ class PortraitTalkPipeline:
     """Load once, render many: `PortraitTalkPipeline().render(image, audio, out)`."""
 
     def __init__(self) -> None:
+        # A render runs several threads; glibc would give each a malloc arena that keeps its peak.
+        limit_malloc_arenas()
         self._face: FaceAnalyzer | None = None
         self._identity: IdentityScorer | None = None
         self._lock = threading.Lock()
@@ -140,7 +142,7 @@ class PortraitTalkPipeline:
         """The render, as it happens: with ``stream_dir``, the video's pieces (written there)
         while frames are made, then always the RenderResult of the finished MP4."""
         from .io.audio import load_audio, muxable_audio
-        from .io.video import SegmentPlan, VideoEncoder
+        from .io.video import RENDER_X264, SegmentPlan, VideoEncoder
         from .motion.prompt import parse_prompt
         from .motion.windows import MotionStitcher, plan_windows, whole_recording
         from .scoring.stream import ScoringThread
@@ -182,7 +184,8 @@ class PortraitTalkPipeline:
             scoring = ScoringThread(stream) if stream is not None else None
             with muxable_audio(clip) as sound, \
                     VideoEncoder(out_path, (w, h), s.fps, audio_path=sound, frames=n_frames, segments=segments,
-                                 audio_format=(clip.original_rate, clip.original_channels)) as enc, \
+                                 audio_format=(clip.original_rate, clip.original_channels),
+                                 x264_params=RENDER_X264) as enc, \
                     opencv_threads(1 if scoring else None):
                 with clock("render_encode"):
                     frames = iter(engine.frames(portrait, face, stitcher.track, clip))

@@ -31,8 +31,8 @@ WARM_UP_CLIP = EXAMPLES / "librivox_0880.wav"
 TARGETS = {"render_rtf": {512: 0.25, 1024: 0.5}, "total_rtf": {512: 0.5}, "first_chunk_s": 3.0}
 # Stages in the table: (name, label). Nested stages are taken out of "render".
 STAGES = (("face_analysis", "face analysis"), ("audio_decode", "audio decode"), ("speech_analysis", "speech analysis"),
-          ("motion", "motion planning"), ("render", "render (+ 4:2:0 conversion)"),
-          ("identity_scoring", "identity: align + network (thread)"), ("ffmpeg", "ffmpeg: x264 + AAC (process)"))
+          ("motion", "motion planning"), ("render", "render (+ frames to the encoder)"),
+          ("identity_scoring", "identity: align + network (thread)"), ("ffmpeg", "ffmpeg: colours, x264, AAC (process)"))
 
 
 def speech_of(seconds: float, out_dir: Path) -> Path:

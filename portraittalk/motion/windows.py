@@ -1,7 +1,7 @@
 """Speech analysed, and motion planned, window by window: a long recording starts rendering at once.
 
 The recording is cut into windows: a short first one (its video can play a moment after the
-request), then longer ones. Each window is analysed with a margin of audio on both sides
+request), then windows of ``WINDOW_S``. Each window is analysed with a margin of audio on both sides
 (``MARGIN_S``), so the recogniser hears every phone whole and coarticulation reaches across
 the cut. The analyses are stitched into one :class:`SpeechAnalysis` of the whole recording —
 each window speaks for its own core span, the last one known also for its margin ahead — and
@@ -39,11 +39,10 @@ WHOLE_UP_TO_S = 8.0
 # the second streamed piece (1 + 2 s) and the frames the encoder holds back, so the first two
 # pieces never wait for the second window's analysis.
 FIRST_WINDOW_S = 4.0
-# The next windows' cores. Longer ones would cost a recogniser with a fixed 30-s pass less, but
-# the analysis' temporaries grow with the window (~2 MB a second), and they are in memory while
-# frames are rendered.
-WINDOW_S = 12.0
-SHORTEST_LAST_S = 4.0  # a shorter end joins the window before it
+# The next windows' cores: with their margins no window exceeds 30 s, one pass of a recogniser
+# that always reads 30 s at a time (Whisper), which shorter windows would pay for again and again.
+WINDOW_S = 24.0
+SHORTEST_LAST_S = 3.0  # a shorter end joins the window before it
 TRANSCRIPT_FIRST_WINDOW_S = 6.0  # with a transcript: time for the whole alignment to finish meanwhile
 MARGIN_S = 1.5
 CROSSFADE_S = 0.5
