@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,7 +129,7 @@ class PortraitTalkPipeline:
 
     def render(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
                settings: RenderSettings | None = None, progress: ProgressFn | None = None,
-               references: list[str | Path | bytes] | None = None) -> RenderResult:
+               references: Sequence[str | Path | bytes] | None = None) -> RenderResult:
         for event in self.render_stream(image, audio, out_path, settings, progress, references):
             if isinstance(event, RenderResult):
                 return event
@@ -137,7 +137,7 @@ class PortraitTalkPipeline:
 
     def render_stream(self, image: str | Path | bytes, audio: str | Path, out_path: str | Path,
                       settings: RenderSettings | None = None, progress: ProgressFn | None = None,
-                      references: list[str | Path | bytes] | None = None,
+                      references: Sequence[str | Path | bytes] | None = None,
                       stream_dir: Path | None = None) -> Iterator[VideoChunk | RenderResult]:
         """The render, as it happens: with ``stream_dir``, the video's pieces (written there)
         while frames are made, then always the RenderResult of the finished MP4."""
@@ -234,7 +234,7 @@ class PortraitTalkPipeline:
         yield RenderResult(out_path, identity, stitcher.track, report, warnings, clock.stages(), first_chunk_s)
 
     def _identity_stream(self, s: RenderSettings, portrait: Portrait, face: FaceAnalysis,
-                         references: list[str | Path | bytes], warnings: list[str]) -> FrameStream | None:
+                         references: Sequence[str | Path | bytes], warnings: list[str]) -> FrameStream | None:
         """The identity scorer, fed with the portrait and any extra references; None when not scoring."""
         if not s.score_identity:
             return None

@@ -264,6 +264,7 @@ class VideoEncoder:
 
     def _audio_input(self, video_duration: float) -> list[str]:
         """ffmpeg arguments reading the audio file, no longer than the video lasts."""
+        assert self.audio_path is not None
         return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", str(self.audio_path.resolve())]
 
     def _audio_output(self) -> list[str]:
