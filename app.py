@@ -21,6 +21,7 @@ except ImportError:  # plain local install without the Spaces helper
     spaces = None
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ import PIL.Image
 from portraittalk.errors import PortraitTalkError
 from portraittalk.evaluation import COMPARE_HEADERS
 from portraittalk.io.image import too_large_message
-from portraittalk.pipeline import PortraitTalkPipeline, RenderResult
+from portraittalk.pipeline import PortraitTalkPipeline, RenderResult, VideoChunk
 from portraittalk.runtime import limit_malloc_arenas
 from portraittalk.server import texts
 from portraittalk.server.compare import COMPARE_NAMES
@@ -57,6 +58,7 @@ from portraittalk.server.service import (
     request_settings,
 )
 from portraittalk.server.settings import ServerSettings
+from portraittalk.server.streaming import HANDOVER_JS, PLAYER_CSS, PLAYER_HTML, PLAYER_JS, StreamState
 from portraittalk.server.uploads import DELETE_CACHE, start_upload_trimmer
 from portraittalk.settings import RenderSettings
 from portraittalk.voices import MAX_CHARS, VOICES
@@ -81,17 +83,29 @@ def friendly_errors(fn: Callable | None = None, *, title: str = "Can't make this
     if fn is None:
         return functools.partial(friendly_errors, title=title, unexpected=unexpected)
 
+    def explained(err: Exception) -> gr.Error:
+        if isinstance(err, gr.Error):
+            return err
+        if isinstance(err, PortraitTalkError):
+            return gr.Error(str(err), title=title, print_exception=False)
+        log.exception("request failed")  # the details go to the server log only
+        return gr.Error(unexpected, title="Something went wrong", print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):  # a handler that streams its outputs
+        @functools.wraps(fn)
+        def streamed(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:
+                raise explained(err) from None
+        return streamed
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except PortraitTalkError as err:
-            raise gr.Error(str(err), title=title, print_exception=False) from None
-        except Exception:
-            log.exception("request failed")  # the details go to the server log only
-            raise gr.Error(unexpected, title="Something went wrong", print_exception=False) from None
+        except Exception as err:
+            raise explained(err) from None
     return wrapper
 
 
@@ -118,16 +132,35 @@ def page_renderer(pipeline: PortraitTalkPipeline):
     return on_its_device
 
 
+def page_stream_renderer(pipeline: PortraitTalkPipeline):
+    """``page_renderer``'s render, yielding the video's pieces while it is made. The warp engine
+    streams; the diffusion engine's video comes whole, from the accelerator."""
+    whole = page_renderer(pipeline)
+
+    def render(image: str, audio: str, out: Path, settings: RenderSettings, references: list[str],
+               stream_dir: Path):
+        if settings.engine != "warp":
+            yield whole(image, audio, out, settings, references)
+            return
+        progress = gr.Progress()
+        yield from pipeline.render_stream(image, audio, out, settings,
+                                          lambda stage, frac, msg: progress(frac, desc=msg),
+                                          references=references, stream_dir=stream_dir)
+    return render
+
+
 class Handlers:
     """The page's events: page values in, the service in between, page values out."""
 
     def __init__(self, service: RenderService) -> None:
         self.service = service
         self.render = page_renderer(service.pipeline)
+        self.render_stream = page_stream_renderer(service.pipeline)
 
     @staticmethod
     def clear_result():
-        return gr.update(value=None, visible=False), None, None, "", None, ""
+        return gr.update(value=None, visible=False), gr.update(value=None, visible=True), None, "", None, "", \
+            gr.update(value=None, visible=False)
 
     @friendly_errors
     def prepare(self, portrait, audio, references, text, voice, face):
@@ -137,7 +170,7 @@ class Handlers:
         portrait_path, audio_path, _ = self.service.check_inputs(portrait, audio, references, settings.text)
         self.service.check_speech(audio_path, settings)
         preview = self.service.face_preview(portrait_path, settings.face)
-        return gr.update(value=preview, visible=True), None, None, "", None, ""
+        return gr.update(value=preview, visible=True), None, None, "", None, "", gr.update()
 
     @friendly_errors(title="Can't choose this face")
     def show_faces(self, portrait, face=0, click=None):
@@ -162,23 +195,34 @@ class Handlers:
         heard = self.service.recognize(audio)
         return heard.text, heard.language or "", texts.heard_markdown(heard)
 
-    @staticmethod
-    def show_subtitles(downloads):
-        """The player's subtitle track: the render's WebVTT download."""
-        return gr.update(subtitles=next((d for d in map(as_path, downloads or []) if d and d.endswith(".vtt")), None))
-
     @friendly_errors(title="Can't burn in the captions")
     def burn_captions(self, video, downloads):
         return gr.update(value=self.service.burn_captions(video, downloads), visible=True)
 
     @friendly_errors
     def generate(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
-        """Page handler: the video, the identity plot, the numbers, the downloads and the notes."""
+        """Page handler: the video playing while it is made, then the finished video, the identity
+        plot, the numbers, the downloads and the notes."""
         settings = request_settings(controls)
-        stored = self.service.render(portrait, audio, references, settings, to_page(progress), self.render)
-        for w in (stored.report.get("warnings") or [])[:MAX_TOASTS]:
-            gr.Warning(w)
-        return (gr.update(visible=False), *self._result(stored, settings.prompt))
+        state = StreamState()
+        for event in self.service.render_stream(portrait, audio, references, settings, to_page(progress),
+                                                self.render_stream):
+            if isinstance(event, VideoChunk):  # the stream's player takes the preview's and the video's place
+                yield (gr.update(visible=False), gr.update(visible=False), *[gr.update()] * 4,
+                       gr.update(value=state.add(event), visible=True))
+                continue
+            for w in (event.report.get("warnings") or [])[:MAX_TOASTS]:
+                gr.Warning(w)
+            # The stream's player stays until show_finished swaps the two players.
+            yield (gr.update(visible=False), *self._result(event, settings.prompt),
+                   state.finish(event.video) if state.pieces else gr.update(value=None, visible=False))
+
+    @staticmethod
+    def show_finished(downloads):
+        """The finished video's player, with the render's WebVTT as its subtitle track, in the stream's
+        place (the page then continues it: HANDOVER_JS). The page endpoint's own values stay plain."""
+        subtitles = next((d for d in map(as_path, downloads or []) if d and d.endswith(".vtt")), None)
+        return gr.update(visible=True, subtitles=subtitles), gr.update(visible=False)
 
     @friendly_errors
     def render_api(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
@@ -382,6 +426,9 @@ def build_demo(service: RenderService) -> gr.Blocks:
                                          minimum=OFFERED["face"].lo, elem_id="pt-face", info=texts.FACE_INFO)
                         video = gr.Video(label="Talking video", interactive=False, buttons=["download"], height=420,
                                          elem_id="pt-video")
+                        # The video while it is being made: it plays as the pieces arrive.
+                        stream = gr.HTML(None, html_template=PLAYER_HTML, css_template=PLAYER_CSS, js_on_load=PLAYER_JS,
+                                         visible=False, elem_id="pt-stream")
                         plot = gr.LinePlot(x="frame", y="similarity", color="series",
                                            color_map={texts.PLOT_VIDEO: "#4f46e5", texts.PLOT_LINE: "#dc2626"},
                                            x_title="Video frame", y_title="Identity match", color_title="Line",
@@ -471,7 +518,7 @@ def build_demo(service: RenderService) -> gr.Blocks:
         for recorded in (audio.upload, audio.stop_recording):  # not on examples: they bring their own words
             recorded(on.heard, inputs=audio, outputs=[transcript, language, heard], api_visibility="private",
                      show_progress_on=[transcript], concurrency_id="prepare", concurrency_limit=4)
-        result_outputs = [preview, video, plot, summary, downloads, notes]
+        result_outputs = [preview, video, plot, summary, downloads, notes, stream]
         # Two steps: a quick check that shows the chosen face (and any input error) at once,
         # then the render, whose progress bar runs on the video panel.
         # The previous result goes away first, so a failed check never leaves it on screen.
@@ -481,9 +528,11 @@ def build_demo(service: RenderService) -> gr.Blocks:
                         outputs=result_outputs, api_name="prepare", api_visibility="undocumented",
                         show_progress="hidden", concurrency_id="prepare", concurrency_limit=4
                  ).success(on.generate, inputs=[portrait, audio], inputs_kwargs=controls, outputs=result_outputs,
-                           show_progress_on=[video], api_name="generate", api_visibility="undocumented",
+                           show_progress_on=[plot], api_name="generate", api_visibility="undocumented",
                            scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency
-                 ).success(on.show_subtitles, inputs=downloads, outputs=video, queue=False, api_visibility="private")
+                 ).then(on.show_finished, inputs=downloads, outputs=[video, stream], queue=False, show_progress="hidden",
+                        api_visibility="private"
+                 ).then(None, js=HANDOVER_JS, api_visibility="private")
 
         # The documented API: the same inputs, the video and the full report out.
         api_video = gr.Video(label="video", visible=False)

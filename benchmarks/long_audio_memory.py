@@ -34,35 +34,7 @@ DEFAULT_SECONDS = (10.0, 60.0, 180.0)
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-
-def build_speech(seconds: float, out_dir: Path) -> Path:
-    """A WAV of `seconds` of real speech: the example clips one after another, repeated."""
-    import numpy as np
-
-    from portraittalk.io.audio import ANALYSIS_RATE, load_audio, write_wav
-
-    clips = [load_audio(p).samples for p in sorted(EXAMPLES.glob("librivox_*.wav"))]
-    if not clips:
-        raise SystemExit("examples/librivox_*.wav are needed to build the long speech clip")
-    pause = np.zeros(int(0.4 * ANALYSIS_RATE), np.float32)  # a breath between sentences
-    parts, total, i = [], 0, 0
-    target = int(round(seconds * ANALYSIS_RATE))
-    while total < target:
-        piece = np.concatenate([clips[i % len(clips)], pause])
-        parts.append(piece)
-        total += len(piece)
-        i += 1
-    return write_wav(out_dir / f"speech_{seconds:g}s.wav", np.concatenate(parts)[:target], ANALYSIS_RATE)
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak resident memory (VmHWM). Unlike ru_maxrss it does not inherit
-    the peak of the process that started this one (Linux carries that across exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("/proc/self/status has no VmHWM line")
+from portraittalk.cli.bench import peak_rss_mb, speech_of  # noqa: E402  (after the path is set)
 
 
 def _rss_mb() -> float:
@@ -142,7 +114,7 @@ def measure(seconds: float, max_size: int = 512, identity: bool = True,
     """Render `seconds` of speech in a fresh child process and return its memory figures."""
     with tempfile.TemporaryDirectory(prefix="portraittalk-memory-") as tmp:
         folder = Path(tmp)
-        audio = build_speech(seconds, folder)
+        audio = speech_of(seconds, folder)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(image), str(audio),
                str(folder / "out.mp4"), str(max_size), "1" if identity else "0"]
         env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3",

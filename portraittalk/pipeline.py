@@ -6,6 +6,10 @@ Models (face mesh, dlib descriptor, speech recogniser) load once per process in
 :class:`PortraitTalkPipeline` and are reused across requests. Frames stream from the
 engine to the encoder and the identity scorer one at a time, so memory stays flat in the
 clip length.
+
+``render_stream`` is the same render as ``render``, yielding the video in playable pieces
+while it is made: the speech is analysed window by window as the frames reach it
+(:mod:`.motion.windows`), so the first frames wait for the first few seconds of audio only.
 """
 
 from __future__ import annotations
@@ -14,19 +18,27 @@ import json
 import logging
 import tempfile
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .contracts import SAME_PERSON_DISTANCE, FaceAnalysis, IdentityScores, MotionTrack, Portrait, WordSegment
+from .contracts import (
+    SAME_PERSON_DISTANCE,
+    AudioClip,
+    FaceAnalysis,
+    IdentityScores,
+    MotionTrack,
+    Portrait,
+    SpeechAnalysis,
+    WordSegment,
+)
 from .errors import InputError, PortraitTalkError
 from .io.paths import check_output_path, write_file
 from .report import RunReport
-from .runtime import opencv_threads, release_freed_memory
+from .runtime import StageClock, limit_malloc_arenas, opencv_threads, release_freed_memory
 from .settings import MAX_AUDIO_SECONDS, RenderSettings
 from .voices import VOICES, synthesize_speech
 
@@ -34,6 +46,7 @@ if TYPE_CHECKING:
     from .analysis.face import FaceAnalyzer
     from .engines.base import Engine
     from .motion.prompt import PromptControls
+    from .motion.windows import Window
     from .scoring.identity import IdentityScorer
     from .scoring.stream import FrameStream
     from .voices import SynthesizedSpeech
@@ -42,6 +55,18 @@ log = logging.getLogger(__name__)
 
 # Progress callback: (stage name, fraction of the whole job done 0…1, human message).
 ProgressFn = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class VideoChunk:
+    """A finished piece of a video being rendered: fragmented-MP4 media that plays after ``init``
+    (the stream's header) and the pieces before it; pieces come in order, without gaps."""
+
+    index: int
+    path: Path
+    init: Path
+    start_s: float
+    duration_s: float
 
 
 @dataclass
@@ -53,6 +78,9 @@ class RenderResult:
     warnings: list[str] = field(default_factory=list)
     speech: SynthesizedSpeech | None = None  # the synthesised speech, when the text was typed
     words: list[WordSegment] = field(default_factory=list)  # what is said, timed: the subtitles
+    # Seconds per stage: wall clock and CPU of the threads doing it (the benchmark's table).
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)
+    first_chunk_s: float | None = None  # from the request to the first playable piece, when streamed
 
     @property
     def report(self) -> dict[str, Any]:
@@ -74,6 +102,8 @@ class PortraitTalkPipeline:
     """Load once, render many: `PortraitTalkPipeline().render(image, audio, out)`."""
 
     def __init__(self) -> None:
+        # A render runs several threads; glibc would give each a malloc arena that keeps its peak.
+        limit_malloc_arenas()
         self._face: FaceAnalyzer | None = None
         self._identity: IdentityScorer | None = None
         self._lock = threading.Lock()
@@ -128,110 +158,143 @@ class PortraitTalkPipeline:
                references: Sequence[str | Path | bytes] | None = None) -> RenderResult:
         """A talking-face video of the portrait saying ``audio`` (a recording), or, when the
         settings hold a text (and ``audio`` is None), that text read by the settings' voice."""
+        for event in self.render_stream(image, audio, out_path, settings, progress, references):
+            if isinstance(event, RenderResult):
+                return event
+        raise AssertionError("render_stream ended without a result")
+
+    def render_stream(self, image: str | Path | bytes, audio: str | Path | None, out_path: str | Path,
+                      settings: RenderSettings | None = None, progress: ProgressFn | None = None,
+                      references: Sequence[str | Path | bytes] | None = None,
+                      stream_dir: Path | None = None) -> Iterator[VideoChunk | RenderResult]:
+        """The render, as it happens: with ``stream_dir``, the video's pieces (written there)
+        while frames are made, then always the RenderResult of the finished MP4."""
         s = (settings or RenderSettings()).validated()
         # Before any work: a bad path fails at once, and no input can be overwritten.
         out_path = check_output_path(out_path, inputs=[image, audio, *(references or [])])
+        clock = StageClock()
         if not s.text:
             if audio is None:
                 raise InputError("There is no speech: give a recording, or a text to say.")
-            return self._render(image, audio, out_path, s, progress, references)
+            yield from self._render(image, audio, out_path, s, progress, references, stream_dir, clock)
+            return
         if audio is not None:
             raise InputError("Give either a recording or a text to say, not both.")
-        t0 = time.perf_counter()
-        spoken = synthesize_speech(s.text, s.voice)
+        with clock("speech_synthesis"):
+            spoken = synthesize_speech(s.text, s.voice)
         spoken.check_duration(MAX_AUDIO_SECONDS)
-        synthesis_s = time.perf_counter() - t0
         with tempfile.TemporaryDirectory(prefix="portraittalk-speech-") as folder:
             wav = spoken.write_wav(Path(folder) / "speech.wav")
-            return self._render(image, wav, out_path, s, progress, references, spoken, synthesis_s)
+            yield from self._render(image, wav, out_path, s, progress, references, stream_dir, clock, spoken)
 
     def _render(self, image: str | Path | bytes, audio: str | Path, out_path: Path, s: RenderSettings,
                 progress: ProgressFn | None, references: Sequence[str | Path | bytes] | None,
-                spoken: SynthesizedSpeech | None = None, synthesis_s: float = 0.0) -> RenderResult:
-        from .analysis.speech import NO_SPEECH_WARNING, analyze_speech
-        from .analysis.speech.given import analyze_given_phones
+                stream_dir: Path | None, clock: StageClock, spoken: SynthesizedSpeech | None = None
+                ) -> Iterator[VideoChunk | RenderResult]:
         from .io.audio import load_audio, muxable_audio
         from .io.subtitles import cues_from_words, subtitle_file
-        from .io.video import VideoEncoder
-        from .motion.plan import plan_motion
+        from .io.video import RENDER_X264, SegmentPlan, VideoEncoder
         from .motion.prompt import parse_prompt
+        from .motion.windows import MotionStitcher, plan_windows, whole_recording
         from .scoring.stream import ScoringThread
 
         report_progress = progress or (lambda stage, frac, msg: None)
-        timings: dict[str, float] = {"speech_synthesis": round(synthesis_s, 4)} if spoken else {}
         warnings: list[str] = []
-        t_all = time.perf_counter() - synthesis_s
-
-        def timed(stage: str) -> _Timer:
-            return _Timer(timings, stage)
-
         report_progress("face", 0.0, "Analysing the face")
-        with timed("face_analysis"):
+        with clock("face_analysis"):
             portrait, face = self.analyze_portrait(image, s.max_size, s.face or None)
         warnings += face.warnings
         report_progress("audio", 0.05, "Analysing the audio")
-        with timed("audio_decode"):
+        with clock("audio_decode"):
             clip = load_audio(audio, max_duration_s=MAX_AUDIO_SECONDS)
         n_frames = max(1, round(clip.duration_s * s.fps))
-        with timed("speech_analysis"):
-            speech = (analyze_given_phones(clip, s.fps, spoken.phones, VOICES[spoken.voice].language,
-                                           text=spoken.text) if spoken
-                      else analyze_speech(clip, s.fps, s.transcript, s.language, s.asr_model))
-        warnings += speech.warnings
-        report_progress("motion", 0.15, "Planning the motion")
-        with timed("prompt"):
+        with clock("prompt"):
             controls = parse_prompt(s.prompt, s.prompt_strength) if (s.prompt or "").strip() else None
-        with timed("motion"):
-            motion = plan_motion(speech, n_frames, s, controls)
         if controls is not None and controls.ignored:
             warnings.append("Part of the prompt was not used: " + "; ".join(
                 f'"{i.phrase}" ({i.reason})' for i in controls.ignored) + ".")
-
+        transcript = bool((s.transcript or "").strip())
+        # The diffusion engine may read ahead in the track, and a typed text's phones are known
+        # at once: both get the whole recording's analysis first.
+        windows = plan_windows(clip.duration_s, s.fps, transcript) if s.engine == "warp" and spoken is None \
+            else [whole_recording(clip.duration_s, transcript)]
+        analyses = _WindowAnalyses(clip, windows, s, clock, spoken)
+        stitcher = MotionStitcher(windows, n_frames, s, controls)
         engine = _engine(s, controls)
-        stream = self._identity_stream(s, portrait, face, references or [], warnings)
-        # Identity scoring runs in a thread beside rendering; encoding runs in ffmpeg's own process.
-        scoring = ScoringThread(stream) if stream is not None else None
-        t0 = time.perf_counter()
+        segments = SegmentPlan(stream_dir) if stream_dir is not None else None
+        scoring = None
+        first_chunk_s = None
         try:
+            report_progress("motion", 0.15, "Planning the motion")
+            stream = self._identity_stream(s, portrait, face, references or [], warnings)
+            # Identity scoring in a thread beside rendering; encoding in ffmpeg's own process.
+            scoring = ScoringThread(stream) if stream is not None else None
+            if len(windows) == 1:  # heard before the first frame anyway: the subtitles go in with the frames
+                with clock("render_encode"):  # where the windows' analyses are counted too
+                    analysis = analyses.next()
+                    with clock("motion"):
+                        stitcher.add(analysis)
+            early = stitcher.ready_frames >= n_frames
             # NaN/inf samples are silenced in a temporary copy rather than left to become clicks.
-            with muxable_audio(clip) as sound, subtitle_file(cues_from_words(speech.words)) as subtitles, \
+            with muxable_audio(clip) as sound, \
+                    subtitle_file(cues_from_words(stitcher.speech.words) if early else []) as subtitles, \
                     VideoEncoder(out_path, portrait.video_size, s.fps, audio_path=sound, frames=n_frames,
-                                 subtitles_path=subtitles) as enc, \
+                                 segments=segments, audio_format=(clip.original_rate, clip.original_channels),
+                                 x264_params=RENDER_X264, subtitles_path=subtitles) as enc, \
                     opencv_threads(1 if scoring else None):
-                for i, frame in enumerate(engine.frames(portrait, face, motion, clip)):
-                    # Frames are drawn upright and shown in the photo's own orientation.
-                    enc.write(np.rot90(frame.rgb, -portrait.upright_turns))
-                    if scoring is not None:
-                        scoring.put(frame.rgb, frame.box)
-                    if i % 10 == 0 or i == n_frames - 1:
-                        report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
-                                        f"Rendering frame {i + 1} of {n_frames}")
+                with clock("render_encode"):
+                    frames = iter(engine.frames(portrait, face, stitcher.track, clip))
+                    for i in range(n_frames):
+                        while stitcher.ready_frames <= i:
+                            analysis = analyses.next()
+                            with clock("motion"):
+                                stitcher.add(analysis)
+                        frame = next(frames)
+                        # Frames are drawn upright and shown in the photo's own orientation.
+                        enc.write(np.rot90(frame.rgb, -portrait.upright_turns))
+                        if scoring is not None:
+                            scoring.put(frame.rgb, frame.box, frame.mesh)
+                        if i % 10 == 0 or i == n_frames - 1:
+                            report_progress("render", 0.2 + 0.75 * (i + 1) / n_frames,
+                                            f"Rendering frame {i + 1} of {n_frames}")
+                        if segments is not None and i % 5 == 0:
+                            for chunk in _chunks(enc.new_segments(), segments):
+                                first_chunk_s = first_chunk_s if first_chunk_s is not None else clock.elapsed()
+                                yield chunk
+                if not early:  # the words of the whole recording are known now, at its end
+                    with subtitle_file(cues_from_words(stitcher.speech.words)) as subtitles:
+                        enc.close(subtitles)
+            for chunk in _chunks(enc.new_segments(), segments) if segments is not None else []:
+                first_chunk_s = first_chunk_s if first_chunk_s is not None else clock.elapsed()
+                yield chunk
         except BaseException:  # failed or interrupted: the scoring thread stops too
             if scoring is not None:
                 scoring.cancel()
             raise
         if scoring is not None:
             scoring.close()
-        timings["render_encode"] = time.perf_counter() - t0
         identity = None
         if scoring is not None:
-            t1 = time.perf_counter()
-            identity = scoring.finish()
-            timings["identity_wait_after_render"] = time.perf_counter() - t1
-            timings["identity_scoring"] = scoring.busy_s + timings["identity_wait_after_render"]
-        timings["total"] = time.perf_counter() - t_all
+            with clock("identity_wait_after_render"):
+                identity = scoring.finish()
+            clock.add("identity_scoring", scoring.busy_s, scoring.cpu_s)
+        speech = stitcher.speech
+        warnings += speech.warnings
+        clock.stop()
 
         if identity is not None:
             summ = identity.summary()
             if summ.get("frames_over_threshold", 0):
                 warnings.append(f"{summ['frames_over_threshold']} frame(s) drifted beyond the same-person threshold.")
         if speech.speech_ratio < 0.02 and not any("no speech" in w for w in warnings):
+            from .analysis.speech import NO_SPEECH_WARNING
             warnings.append(NO_SPEECH_WARNING)
         report_progress("done", 1.0, "Done")
         release_freed_memory()
-        report = RunReport.build(out_path, s, portrait, face, clip, speech, motion, identity, timings, warnings,
-                                 controls, spoken)
-        return RenderResult(out_path, identity, motion, report, warnings, speech=spoken, words=speech.words)
+        report = RunReport.build(out_path, s, portrait, face, clip, speech, stitcher.track, identity,
+                                 _report_timings(clock), warnings, controls, spoken)
+        yield RenderResult(out_path, identity, stitcher.track, report, warnings, speech=spoken, words=speech.words,
+                           stages=clock.stages(), first_chunk_s=first_chunk_s)
 
     def _identity_stream(self, s: RenderSettings, portrait: Portrait, face: FaceAnalysis,
                          references: Sequence[str | Path | bytes], warnings: list[str]) -> FrameStream | None:
@@ -259,7 +322,7 @@ class PortraitTalkPipeline:
         if reference is None:
             warnings.append("The face descriptor could not read the portrait; identity scores are unavailable.")
             return None
-        return scorer.stream(reference)
+        return scorer.stream(reference, points=scorer.face_points(portrait.rgb, face.box, face.landmarks))
 
 
 def _engine(s: RenderSettings, controls: PromptControls | None) -> Engine:
@@ -273,12 +336,60 @@ def _engine(s: RenderSettings, controls: PromptControls | None) -> Engine:
     return diffusion_engine(s, warp)
 
 
-class _Timer:
-    def __init__(self, sink: dict[str, float], stage: str) -> None:
-        self.sink, self.stage = sink, stage
+def _report_timings(clock: StageClock) -> dict[str, float]:
+    """SCORES.json's timings: wall-clock seconds of each stage, as before streaming (render_encode
+    leaves out the speech analysis and motion planning done between its frames)."""
+    t = clock.wall
+    render = t("render_encode") - t("speech_analysis") - t("motion")
+    identity = t("identity_scoring") + t("identity_wait_after_render")
+    timings = {"face_analysis": t("face_analysis"), "audio_decode": t("audio_decode"),
+               "speech_analysis": t("speech_analysis"), "prompt": t("prompt"), "motion": t("motion"),
+               "render_encode": render, "total": t("total")}
+    if t("speech_synthesis") > 0:
+        timings["speech_synthesis"] = t("speech_synthesis")
+    if t("identity_scoring") > 0:
+        timings |= {"identity_wait_after_render": t("identity_wait_after_render"), "identity_scoring": identity}
+    return timings
 
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
 
-    def __exit__(self, *exc: object) -> None:
-        self.sink[self.stage] = round(time.perf_counter() - self.t0, 4)
+def _chunks(segments: list, plan: Any) -> Iterator[VideoChunk]:
+    for seg in segments:
+        yield VideoChunk(seg.index, seg.path, plan.folder / plan.INIT, seg.start_s, seg.duration_s)
+
+
+class _WindowAnalyses:
+    """The speech of each window, analysed when the renderer reaches it (``next()``), in the
+    renderer's own thread: the recognisers hold the GIL for long stretches, so in a thread beside
+    the renderer they would stall the frames at unpredictable moments instead of overlapping.
+
+    The first window's language (when recognised with confidence) is kept for the rest, so one
+    recording is read in one language. A typed text's phones are known: one window, no recogniser."""
+
+    def __init__(self, clip: AudioClip, windows: list[Window], s: RenderSettings, clock: StageClock,
+                 spoken: SynthesizedSpeech | None = None) -> None:
+        self._clip, self._windows, self._settings, self._clock, self._spoken = clip, windows, s, clock, spoken
+        self._language = s.language or None
+        self._taken = 0
+
+    def next(self) -> SpeechAnalysis:
+        from .analysis.speech import analyze_speech
+        from .analysis.speech.given import analyze_given_phones
+
+        window, s, spoken = self._windows[self._taken], self._settings, self._spoken
+        self._taken += 1
+        with self._clock("speech_analysis"):
+            if spoken is not None:
+                analysis = analyze_given_phones(self._clip, s.fps, spoken.phones, VOICES[spoken.voice].language,
+                                                text=spoken.text)
+            else:
+                analysis = analyze_speech(window.clip(self._clip), s.fps,
+                                          s.transcript if window.use_transcript else None, self._language,
+                                          s.asr_model)
+        if self._language is None and analysis.words and analysis.language_probability >= KEEP_LANGUAGE_P:
+            self._language = analysis.language
+        release_freed_memory()  # the analysis' temporaries, before the frames that follow
+        return analysis
+
+
+# The first window's language is kept for the next ones above this confidence.
+KEEP_LANGUAGE_P = 0.8

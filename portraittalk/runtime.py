@@ -1,9 +1,10 @@
-"""Process-level helpers for a long-running renderer: memory returned to the system, thread counts."""
+"""Process-level helpers for a long-running renderer: memory returned to the system, thread counts, stage clocks."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import time
 from collections.abc import Iterator
 
 # glibc's M_ARENA_MAX option for mallopt().
@@ -45,3 +46,38 @@ def opencv_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         cv2.setNumThreads(before)
+
+
+class StageClock:
+    """Wall-clock and CPU seconds per stage of a render. A stage timed several times adds up;
+    its CPU is that of the thread timing it (other threads report theirs with ``add``)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
+        self._stages: dict[str, tuple[float, float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0, time.thread_time() - c0)
+
+    def add(self, stage: str, wall_s: float, cpu_s: float) -> None:
+        wall, cpu = self._stages.get(stage, (0.0, 0.0))
+        self._stages[stage] = (wall + wall_s, cpu + cpu_s)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def stop(self) -> None:
+        """Time the whole render as "total" (CPU: the whole process's, without child processes)."""
+        self._stages["total"] = (self.elapsed(), time.process_time() - self._cpu_start)
+
+    def wall(self, stage: str) -> float:
+        return self._stages.get(stage, (0.0, 0.0))[0]
+
+    def stages(self) -> dict[str, tuple[float, float]]:
+        return dict(self._stages)

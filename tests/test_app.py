@@ -114,7 +114,7 @@ def test_page_endpoint_gives_plot_summary_and_downloads(client, example_render):
                     head_motion=1, expression_intensity=1, blink_rate=1, seed=0, fps=25, max_size=512,
                     engine="warp", diffusion_steps=25, guidance_scale=3.5, text="", voice="heart", face=0,
                     language="")
-    preview, video, plot, summary, downloads, notes = client.predict(
+    preview, video, plot, summary, downloads, notes, _stream = client.predict(
         handle_file(str(portrait)), handle_file(str(clip)), transcript, *controls.values(),
         api_name="/generate")
     n = report["video"]["frames"]

@@ -42,7 +42,7 @@ def _load(ref: str, generated) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scorer() -> IdentityScorer:
-    return IdentityScorer()
+    return IdentityScorer(precision="float32")
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +187,21 @@ def test_multi_reference_and_batched_scoring(scorer, anchor):
         single_score = scorer.score(frame, b, reference, frame_score.frame)
         assert single_score.face_found == frame_score.face_found
         assert single_score.distance == pytest.approx(frame_score.distance, abs=1e-4)
+
+
+def test_bfloat16_distances_stay_within_0005_of_float32(scorer, anchor, generated):
+    """The faster bfloat16 network scores the same person, another person and a degraded copy
+    as float32 does, to 0.005 in descriptor distance (used where the CPU has bfloat16 arithmetic)."""
+    fast = IdentityScorer(precision="bfloat16")
+    assert fast.precision == "bfloat16" and scorer.precision == "float32"
+    reference = scorer.descriptor(anchor.rgb, anchor.box)
+    fast_reference = fast.descriptor(anchor.rgb, anchor.box)
+    for image, box in [(anchor.rgb, anchor.box), (_jpeg(anchor.rgb, 25), anchor.box), (anchor.someone_else, None),
+                       (cv2.GaussianBlur(anchor.rgb, (0, 0), 1.5), anchor.box)]:
+        exact = compare(scorer.descriptor(image, box), reference, 0)
+        approx = compare(fast.descriptor(image, box), fast_reference, 0)
+        assert approx.distance == pytest.approx(exact.distance, abs=0.005)
+        assert approx.cosine == pytest.approx(exact.cosine, abs=0.005)
 
 
 def test_dlib_backend_agrees(anchor):

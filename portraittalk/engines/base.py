@@ -17,6 +17,7 @@ class EngineFrame:
 
     rgb: np.ndarray  # (H, W, 3) uint8, the portrait's size
     box: Box  # face box, full-frame pixels
+    mesh: np.ndarray | None = None  # (478, 2) where the face mesh is, when the engine knows it exactly
 
 
 class Engine(Protocol):

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..analysis.speech.words import UNSPACED
+from ..analysis.speech.words import join_words
 from ..contracts import WordSegment
 from .audio import ffmpeg_exe
 from .video import VideoEncodingError
@@ -32,15 +32,6 @@ class Cue:
     start: float  # seconds
     end: float
     text: str
-
-
-def join_words(words: Sequence[str]) -> str:
-    """Words as written: spaced, except between characters of unspaced scripts (Japanese, Chinese, Thai)."""
-    text = ""
-    for w in words:
-        glued = text and UNSPACED.match(text[-1]) and UNSPACED.match(w[0])
-        text += w if not text or glued else " " + w
-    return text
 
 
 def cues_from_words(words: Sequence[WordSegment]) -> list[Cue]:

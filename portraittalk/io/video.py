@@ -4,6 +4,11 @@ Frames go straight into an ffmpeg pipe as they are rendered, so memory stays fla
 the clip length. The audio is cut to the video's length so the two tracks end together:
 when the caller says how many frames will come (``frames=``), it is encoded in the same
 ffmpeg run; otherwise it is muxed in a second, cheap pass (the video stream is copied).
+
+With ``segments=`` the same encoder also writes the video as it goes: fragmented-MP4 pieces
+(an ``init.mp4`` then ``seg-NNNNN.m4s``) listed in an HLS playlist as each one completes,
+for a player that starts before the render ends. One encode feeds both outputs, so the
+pieces and the final MP4 hold the very same frames.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from ..errors import PortraitTalkError
 from .audio import INPUT_GUARD, ffmpeg_exe, ffmpeg_file, probe_audio, split_ffmpeg_fields
 from .paths import discard, publish, temporary_beside
 
+# x264 options for rendered talking heads, chosen by measurement on the example portrait
+# (docs/PERFORMANCE.md): diamond motion search and the fastest subpixel refinement cost 18 %
+# less CPU at 1024 px (13.2 vs 16.1 ms a frame) at the same PSNR (40.4 dB), for 31 % more bytes.
+RENDER_X264 = "me=dia:subme=1"
+
 # Sample rates the AAC encoder (and browsers) accept; anything else is resampled.
 _AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
 
@@ -31,6 +41,32 @@ class VideoEncodingError(PortraitTalkError):
     def __init__(self, message: str, log: str = ""):
         super().__init__(message)
         self.log = log
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Where the encoder writes the streamed pieces, and how long they are: a short first
+    one, so that playback can start early, then ``then_s`` each (a key frame starts each)."""
+
+    folder: Path
+    first_s: float = 1.0
+    then_s: float = 2.0
+
+    PLAYLIST = "stream.m3u8"
+    INIT = "init.mp4"  # the fragmented MP4's header: codecs and sizes, no frames
+
+    def keyframe_expr(self) -> str:
+        return f"expr:gte(t,{self.first_s:g}+{self.then_s:g}*n_forced)"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One finished piece of a streamed video (fragmented MP4 media, played after the plan's INIT)."""
+
+    index: int
+    path: Path
+    start_s: float
+    duration_s: float
 
 
 @dataclass
@@ -56,7 +92,9 @@ class VideoEncoder:
 
     def __init__(self, out_path: str | Path, size: tuple[int, int], fps: float = 25,
                  audio_path: str | Path | None = None, crf: int = 18, preset: str = "veryfast",
-                 frames: int | None = None, subtitles_path: str | Path | None = None):
+                 frames: int | None = None, subtitles_path: str | Path | None = None,
+                 segments: SegmentPlan | None = None, audio_format: tuple[int, int] | None = None,
+                 x264_params: str = ""):
         width, height = int(size[0]), int(size[1])
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs a positive even frame size, got {width}×{height}")
@@ -73,7 +111,14 @@ class VideoEncoder:
         self._log_file = None
         self._video_tmp: Path | None = None
         self._audio_muxed = False  # True when the audio goes in with the frames (one ffmpeg run)
+        self._subtitles_later = False  # True when a streamed encode leaves the subtitles to a copying pass
         self._closed = False
+        self.segments = segments
+        self._segments_listed = 0
+        self.audio_format = audio_format  # (sample rate, channels) when known: no probe of the file
+        self.x264_params = x264_params
+        if segments is not None and audio_path is not None and not frames:
+            raise ValueError("streamed segments with sound need the frame count up front (frames=)")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -108,7 +153,8 @@ class VideoEncoder:
         # One run when the length is known up front: no second pass over the file.
         audio_now = self.audio_path is not None and self.expected_frames is not None
         audio_out = self._audio_output() if audio_now else []
-        self._video_tmp = temporary_beside(self.out_path, ".encoding-")
+        # Absolute: a streamed encode runs in another folder.
+        self._video_tmp = temporary_beside(self.out_path, ".encoding-").resolve()
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{self.fps:g}",
@@ -116,8 +162,11 @@ class VideoEncoder:
         ]
         if audio_now:
             cmd += self._audio_input(self.expected_frames / self.fps)
-        # subtitles go in with the frames, unless the audio waits for the muxing pass
-        sub_in, sub_out = self._subtitles(2 if audio_now else 1) if audio_now or not self.audio_path else ([], [])
+        # Subtitles go in with the frames, unless the audio waits for the muxing pass, or the
+        # pieces are streamed (HLS takes no mov_text): then they are added in a copying pass.
+        with_frames = (audio_now or not self.audio_path) and self.segments is None
+        sub_in, sub_out = self._subtitles(2 if audio_now else 1) if with_frames else ([], [])
+        self._subtitles_later = self.subtitles_path is not None and self.segments is not None and not with_frames
         cmd += sub_in
         if audio_now or sub_out:
             cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio_now else []) + sub_out
@@ -127,13 +176,20 @@ class VideoEncoder:
                    "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv",
             "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
         ]
+        # Streamed pieces start on the forced key frames only: no scene-cut key frames between them.
+        x264 = ":".join(filter(None, [self.x264_params, "scenecut=0" if self.segments is not None else ""]))
+        cmd += ["-x264-params", x264] if x264 else []
         cmd += audio_out
-        if self.audio_path is None or audio_now:
-            cmd += ["-movflags", "+faststart"]  # otherwise the muxing pass does it
-        cmd += ["-f", "mp4", ffmpeg_file(str(self._video_tmp))]
+        if self.segments is not None:
+            cmd += self._segmented_output(audio_now)
+        else:
+            if self.audio_path is None or audio_now:
+                cmd += ["-movflags", "+faststart"]  # otherwise the muxing pass does it
+            cmd += ["-f", "mp4", ffmpeg_file(str(self._video_tmp))]
         self._audio_muxed = audio_now
         self._log_file = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file,
+                                      cwd=self.segments.folder if self.segments is not None else None)
 
     def write(self, frame: np.ndarray) -> None:
         """Send one (h, w, 3) uint8 RGB frame to the encoder."""
@@ -152,10 +208,13 @@ class VideoEncoder:
             self._fail("Encoding the video failed")
         self.n_frames += 1
 
-    def close(self) -> Path:
-        """Finish the video, mux the audio, move it into place; returns ``out_path``."""
+    def close(self, subtitles_path: str | Path | None = None) -> Path:
+        """Finish the video, mux the audio, move it into place; returns ``out_path``.
+        ``subtitles_path``: an SRT known only now, added as a mov_text track (in a copying pass)."""
         if self._closed:
             return self.out_path
+        if subtitles_path is not None:
+            self.subtitles_path, self._subtitles_later = Path(subtitles_path), True
         if self._proc is None:
             self.open()
         try:
@@ -171,10 +230,13 @@ class VideoEncoder:
             self._cleanup()
             raise ValueError(f"{self.n_frames} frames were written, {self.expected_frames} were announced")
         try:
-            if self.audio_path is None or self._audio_muxed:
-                publish(self._video_tmp, self.out_path)
-            else:
+            if self.audio_path is not None and not self._audio_muxed:
                 self._mux_audio()
+            elif self._subtitles_later:
+                self._remux(["-i", ffmpeg_file(str(self._video_tmp)), *self._subtitles(1)[0], "-map", "0",
+                             *self._subtitles(1)[1], "-c:v", "copy", "-c:a", "copy"], "Adding the subtitles")
+            else:
+                publish(self._video_tmp, self.out_path)
         finally:
             self._cleanup()
         self._closed = True
@@ -188,36 +250,82 @@ class VideoEncoder:
         self._cleanup()
         self._closed = True
 
+    def new_segments(self) -> list[Segment]:
+        """The streamed pieces finished since the last call (after ``close``: all the rest)."""
+        if self.segments is None:
+            return []
+        try:
+            lines = (self.segments.folder / SegmentPlan.PLAYLIST).read_text().splitlines()
+        except FileNotFoundError:  # before the first piece is complete
+            return []
+        listed: list[Segment] = []
+        start, duration = 0.0, 0.0
+        for line in lines:
+            if line.startswith("#EXTINF:"):
+                duration = float(line[8:].split(",", 1)[0])
+            elif line and not line.startswith("#"):
+                listed.append(Segment(len(listed), self.segments.folder / line, start, duration))
+                start += duration
+        fresh = listed[self._segments_listed:]
+        self._segments_listed = len(listed)
+        return fresh
+
     # -- internals -------------------------------------------------------------------
+
+    def _segmented_output(self, with_audio: bool) -> list[str]:
+        """Output arguments writing the MP4 and the streamed pieces from one encode (ffmpeg's tee
+        muxer; run in the plan's folder, so the pieces' names need no escaping)."""
+        assert self.segments is not None and self._video_tmp is not None
+        self.segments.folder.mkdir(parents=True, exist_ok=True)
+        shortest = min(self.segments.first_s, self.segments.then_s)
+        hls = ":".join([
+            "f=hls", "hls_segment_type=fmp4", "hls_playlist_type=event", "hls_list_size=0",
+            # Below the shortest piece, so every forced key frame (and only those) cuts one.
+            f"hls_time={shortest / 2:g}", "hls_flags=temp_file+independent_segments",
+            f"hls_fmp4_init_filename={SegmentPlan.INIT}", "hls_segment_filename=seg-%05d.m4s"])
+        maps = [] if with_audio else ["-map", "0:v:0"]
+        final = f"[f=mp4:movflags=+faststart]{_tee_escaped(str(self._video_tmp))}"
+        return [*maps, "-force_key_frames", self.segments.keyframe_expr(),
+                # The audio waits for the frames it goes with, so each piece holds its own sound.
+                "-max_interleave_delta", "0", "-f", "tee", f"{final}|[{hls}]{SegmentPlan.PLAYLIST}"]
 
     def _audio_input(self, video_duration: float) -> list[str]:
         """ffmpeg arguments reading the audio file, no longer than the video lasts."""
+        assert self.audio_path is not None
         return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", ffmpeg_file(str(self.audio_path))]
 
     def _audio_output(self) -> list[str]:
         """ffmpeg arguments encoding that audio as AAC a browser plays."""
-        info = probe_audio(self.audio_path)
-        if info is None:
-            raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in the video.")
-        channels = min(max(info.channels, 1), 2)  # browsers play mono/stereo AAC everywhere
-        rate = info.sample_rate if info.sample_rate in _AAC_RATES else 48000
+        if self.audio_format is not None:
+            rate, channels = self.audio_format
+        else:
+            info = probe_audio(self.audio_path)
+            if info is None:
+                raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in "
+                                         "the video.")
+            rate, channels = info.sample_rate, info.channels
+        channels = min(max(channels, 1), 2)  # browsers play mono/stereo AAC everywhere
+        rate = rate if rate in _AAC_RATES else 48000
         # 16-bit first: a float recording with NaN/inf samples would stop the AAC encoder.
         return ["-af", "aformat=sample_fmts=s16", "-c:a", "aac", "-b:a", "160k", "-ac", str(channels), "-ar", str(rate)]
 
     def _mux_audio(self) -> None:
-        muxed = temporary_beside(self.out_path, ".muxing-")
         sub_in, sub_out = self._subtitles(2)
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-            "-i", ffmpeg_file(str(self._video_tmp)), *self._audio_input(self.n_frames / self.fps), *sub_in,
-            "-map", "0:v:0", "-map", "1:a:0", *sub_out, "-c:v", "copy", *self._audio_output(),
-            "-movflags", "+faststart", "-f", "mp4", ffmpeg_file(muxed),
-        ]
+        self._remux(["-i", ffmpeg_file(str(self._video_tmp)), *self._audio_input(self.n_frames / self.fps), *sub_in,
+                     "-map", "0:v:0", "-map", "1:a:0", *sub_out, "-c:v", "copy", *self._audio_output()],
+                    "Adding the audio track")
+
+    def _remux(self, arguments: list[str], what: str) -> None:
+        """A second, copying pass over the encoded video (``arguments``: inputs, maps and codecs),
+        published as the output."""
+        muxed = temporary_beside(self.out_path, ".muxing-")
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *arguments,
+               "-movflags", "+faststart", "-f", "mp4", ffmpeg_file(muxed)]
         try:
             proc = subprocess.run(cmd, capture_output=True, check=False)
             if proc.returncode != 0:
                 log = proc.stderr.decode("utf-8", "replace")
-                raise VideoEncodingError(f"Adding the audio track failed: {_last_line(log)}", log)
+                raise VideoEncodingError(f"{what} failed: {_last_line(log)}", log)
             publish(muxed, self.out_path)
         finally:
             discard(muxed)
@@ -246,6 +354,11 @@ class VideoEncoder:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _tee_escaped(path: str) -> str:
+    """A file name as ffmpeg's tee muxer reads it (its separators and quotes escaped)."""
+    return "".join("\\" + c if c in "\\|[]'" else c for c in path)
 
 
 def _last_line(log: str) -> str:

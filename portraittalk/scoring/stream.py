@@ -15,7 +15,7 @@ from ..contracts import Box, IdentityScores
 class FrameStream(Protocol):
     """A scorer fed one frame at a time (the identity scorer's ``stream(reference)``)."""
 
-    def add(self, frame: np.ndarray, box: Box | None) -> None: ...
+    def add(self, frame: np.ndarray, box: Box | None, mesh: np.ndarray | None = None) -> None: ...
 
     def finish(self) -> IdentityScores: ...
 
@@ -25,24 +25,27 @@ _POLL_S = 0.25
 
 
 class ScoringThread:
-    """Feeds ``stream`` from a thread of its own (the descriptor network releases the GIL).
+    """Feeds ``stream`` from a thread of its own: alignment (with the frame's mesh, when known,
+    dlib's landmark model does not run, and the GIL is held only briefly) and the descriptor
+    network, which releases the GIL, run beside the renderer.
 
     ``put`` blocks once ``backlog`` frames wait, so memory stays bounded when scoring is the
     slower side. An error in the thread is kept and raised by ``finish``, never lost silently.
     ``cancel`` stops it when the render fails or is interrupted.
     """
 
-    def __init__(self, stream: FrameStream, backlog: int = 16) -> None:
+    def __init__(self, stream: FrameStream, backlog: int = 8) -> None:
         self._stream = stream
-        self._jobs: queue.Queue[tuple[np.ndarray, Box] | None] = queue.Queue(maxsize=backlog)
+        self._jobs: queue.Queue[tuple[np.ndarray, Box, np.ndarray | None] | None] = queue.Queue(maxsize=backlog)
         self._failure: BaseException | None = None
         self.busy_s = 0.0  # time spent scoring, in the thread
         self._cancelled = threading.Event()
+        self.cpu_s = 0.0  # CPU time of the thread
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def put(self, rgb: np.ndarray, box: Box) -> None:
-        self._jobs.put((rgb, box))
+    def put(self, rgb: np.ndarray, box: Box, mesh: np.ndarray | None = None) -> None:
+        self._jobs.put((rgb, box, mesh))
 
     def close(self) -> None:
         """No more frames: the thread ends once it has scored what it holds."""
@@ -68,6 +71,7 @@ class ScoringThread:
             except queue.Empty:
                 continue
             if item is None:
+                self.cpu_s = time.thread_time()
                 return
             if self._failure is not None:
                 continue  # drain, so the renderer never blocks on a full queue

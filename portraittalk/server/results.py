@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -62,6 +63,7 @@ class ResultCache:
 
     FORMAT = 2  # bump when what a folder holds changes
     SIDE_BY_SIDE = "side-by-side"  # the comparison videos' folder, not an entry
+    STREAMS = "streams"  # the folder of streamed pieces, beside the entries
 
     def __init__(self, root: Path, max_entries: int) -> None:
         self.root = Path(root)
@@ -95,6 +97,18 @@ class ResultCache:
         self.root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="work-", dir=self.root))
 
+    def new_stream_dir(self) -> Path:
+        """A folder (not yet made) for the pieces of a video streamed while it renders. Pieces
+        outlive the request, as a page may still be fetching them; the oldest folders beyond
+        the cache's entry count are removed."""
+        streams = self.root / self.STREAMS
+        streams.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            folders = sorted((p for p in streams.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in folders[self.max_entries:]:
+                shutil.rmtree(old, ignore_errors=True)
+        return streams / uuid.uuid4().hex
+
     def store(self, key: str, result: RenderResult, work: Path) -> StoredResult:
         """Write the downloads next to the video in ``work`` and publish it under ``key``."""
         report = result.run_report.for_download(StoredResult.VIDEO)
@@ -123,7 +137,8 @@ class ResultCache:
 
     def _evict(self) -> None:
         entries = sorted((p for p in self.root.iterdir()
-                          if p.is_dir() and not p.name.startswith("work-") and p.name != self.SIDE_BY_SIDE),
+                          if p.is_dir() and not p.name.startswith("work-")
+                          and p.name not in (self.SIDE_BY_SIDE, self.STREAMS)),
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[self.max_entries:]:
             shutil.rmtree(old, ignore_errors=True)

@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from ..io.audio import clock, load_audio
 from ..io.image import load_portrait
 from ..io.subtitles import burn_in
 from ..io.video import probe_video
-from ..pipeline import PortraitTalkPipeline, RenderResult
+from ..pipeline import PortraitTalkPipeline, RenderResult, VideoChunk
 from ..settings import RenderSettings
 from ..voices import synthesize_speech
 from .compare import COMPARE_NAMES, EvaluationCache, SideBySideStore, side_by_side
@@ -41,6 +42,9 @@ MAX_REFERENCES = 4
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 # (image, audio or None for a typed text, out, settings, references) → result: how the page has a render made.
 Render = Callable[[str, str | None, Path, RenderSettings, list[str]], RenderResult]
+# … and streamed: the same plus the folder for the pieces → the pieces as made, then the result.
+StreamRender = Callable[[str, str | None, Path, RenderSettings, list[str], Path],
+                        Iterator[VideoChunk | RenderResult]]
 # (fraction done, message)
 Progress = Callable[[float, str], None]
 
@@ -234,6 +238,10 @@ class RenderService:
                 references: list[str]) -> RenderResult:
         return self.pipeline.render(image, audio, out, settings, references=references)
 
+    def _render_stream(self, image: str, audio: str | None, out: Path, settings: RenderSettings, references: list[str],
+                       stream_dir: Path) -> Iterator[VideoChunk | RenderResult]:
+        return self.pipeline.render_stream(image, audio, out, settings, references=references, stream_dir=stream_dir)
+
     def render(self, portrait: Any, audio: Any, references: Any, settings: RenderSettings,
                progress: Progress, render: Render | None = None) -> StoredResult:
         """The finished render for these inputs: from the cache, or made now by ``render``
@@ -241,18 +249,39 @@ class RenderService:
 
         Everything a user can get wrong raises InputError before the slow part starts.
         """
+        made = render or self._render
+        *_, stored = self._serve(portrait, audio, references, settings, progress,
+                                 lambda image, sound, out, s, refs: iter([made(image, sound, out, s, refs)]))
+        assert isinstance(stored, StoredResult)
+        return stored
+
+    def render_stream(self, portrait: Any, audio: Any, references: Any, settings: RenderSettings,
+                      progress: Progress, render: StreamRender | None = None) -> Iterator[VideoChunk | StoredResult]:
+        """Like ``render``, yielding the video's pieces while it is made (none when it comes from the cache)."""
+        made = render or self._render_stream
+        stream_dir = self.results.new_stream_dir()
+        yield from self._serve(portrait, audio, references, settings, progress,
+                               lambda image, sound, out, s, refs: made(image, sound, out, s, refs, stream_dir))
+
+    def _serve(self, portrait: Any, audio: Any, references: Any, settings: RenderSettings, progress: Progress,
+               render: Callable[[str, str | None, Path, RenderSettings, list[str]], Iterator[VideoChunk | RenderResult]]
+               ) -> Iterator[VideoChunk | StoredResult]:
         portrait_path, audio_path, refs = self.check_inputs(portrait, audio, references, settings.text)
         key = ResultCache.key(portrait_path, audio_path, refs, settings)
         cached = self.results.get(key)
         if cached is not None:
-            return cached
+            yield cached
+            return
         progress(0.0, "Checking the recording" if audio_path else "Reading the text aloud")
         self.check_speech(audio_path, settings)
         work = self.results.new_work_dir()
         try:
-            result = (render or self._render)(portrait_path, audio_path, work / StoredResult.VIDEO, settings, refs)
-            progress(1.0, "Saving the scores")
-            return self.results.store(key, result, work)
+            for event in render(portrait_path, audio_path, work / StoredResult.VIDEO, settings, refs):
+                if isinstance(event, RenderResult):
+                    progress(1.0, "Saving the scores")
+                    yield self.results.store(key, event, work)
+                else:
+                    yield event
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)

@@ -113,9 +113,10 @@ def voice_activity(feats: AcousticFeatures, voiced_spans: list[tuple[float, floa
     return out
 
 
-# Per-hop analyses run on blocks of this many hops (10 s): their FFT buffers take a few kB per
-# hop, so analysing the whole clip at once would need memory in proportion to its length.
-BLOCK_HOPS = 1000
+# Per-hop analyses run on blocks of this many hops (2.5 s): their FFT buffers take a few kB per
+# hop, so analysing the whole clip at once would need memory in proportion to its length (and
+# a render analyses the next window of speech while it draws frames: ~15 MB at this size).
+BLOCK_HOPS = 250
 
 
 def _blockwise(fn, frames: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ where they sound. Energy, voicing and pitch come from the audio as for any recor
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from ...contracts import AudioClip, PhoneSegment, SpeechAnalysis, WordSegment
@@ -72,7 +74,7 @@ def _spread(words: list[str], spans: list[tuple[float, float]]) -> list[WordSegm
     at = np.cumsum([0.0] + [len(w) + 1.0 for w in words])
     at *= sounding[-1] / at[-1]  # each word's edges in sounding time
 
-    def clock(t: float, side: str) -> float:  # sounding time → time in the clip ("left": a span's end)
+    def clock(t: float, side: Literal["left", "right"]) -> float:  # sounding time → time in the clip ("left": a span's end)
         i = int(np.clip(np.searchsorted(sounding, t, side=side) - 1, 0, len(spans) - 1))
         return spans[i][0] + (t - sounding[i])
 

@@ -33,8 +33,11 @@ from .words import retime_words
 
 log = logging.getLogger(__name__)
 
+# Whisper's own rule, tightened: a window it thinks may hold no speech is still trusted when the
+# words it read there are confident (a recording cut off mid-word scores 0.55 "no speech" at -0.22).
 MAX_NO_SPEECH = 0.5
 MIN_AVG_LOGPROB = -0.75
+CONFIDENT_LOGPROB = -0.4
 MIN_LANGUAGE_PROBABILITY = 0.5
 ACOUSTIC_NOTE = "the mouth follows the sound of the voice instead"
 
@@ -92,7 +95,8 @@ def recognize(samples: np.ndarray, db: np.ndarray, transcript: str | None = None
 
 
 def trusted(heard: whisper.Transcription, language_given: bool) -> bool:
-    return (bool(heard.words) and heard.no_speech_probability <= MAX_NO_SPEECH
+    return (bool(heard.words)
+            and (heard.no_speech_probability <= MAX_NO_SPEECH or heard.avg_logprob >= CONFIDENT_LOGPROB)
             and heard.avg_logprob >= MIN_AVG_LOGPROB
             and (language_given or heard.language_probability >= MIN_LANGUAGE_PROBABILITY))
 

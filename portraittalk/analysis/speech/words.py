@@ -29,6 +29,15 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+def join_words(words: Sequence[str]) -> str:
+    """Words as written: spaced, except between characters of unspaced scripts (Japanese, Chinese, Thai)."""
+    text = ""
+    for w in words:
+        glued = text and UNSPACED.match(text[-1]) and UNSPACED.match(w[0])
+        text += w if not text or glued else " " + w
+    return text
+
+
 def _letters(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKC", text).lower() if c.isalnum())
 

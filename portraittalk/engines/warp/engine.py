@@ -32,4 +32,4 @@ class WarpEngine:
             rgb = f.rgb
             if look is not None:
                 rgb = look.apply(rgb) if look.per_pixel else look.restyle_mouth(rgb, f.landmarks)
-            yield EngineFrame(rgb, f.box)
+            yield EngineFrame(rgb, f.box, f.landmarks)

@@ -136,7 +136,6 @@ class WarpRenderer:
         self.fine = PiecewiseAffineWarp(src_points, (rw, rh), keep_below=len(lm))
         gy, gx = np.mgrid[0:rh, 0:rw].astype(np.float32)
         self._region_grid = (gx, gy)
-        self._wgrid = np.mgrid[0:self.work_size[1], 0:self.work_size[0]].astype(np.float32)[::-1]
 
     def _detail_boxes(self, src: np.ndarray, dst: np.ndarray, eyes: bool) -> list[tuple[int, int, int, int]]:
         """Boxes (region pixels) around the mouth, and the eyes while the lids move."""
@@ -168,24 +167,26 @@ class WarpRenderer:
         ring_shift = self.rig.head_point_shift(
             self.ring, controls.head_yaw, controls.head_pitch, controls.head_roll, self.ring_z) * 0.9
         dst = np.concatenate([rig_out.landmarks, self.ring + ring_shift, self.border])
-        map_x, map_y = self.coarse.backward_map(dst * self.scale)
+        dx, dy = self.coarse.displacement(dst * self.scale)
         gx, gy = self._region_grid
         rh, rw = self.region.shape[:2]
         if self.scale < 1.0:
             # Upsample the displacement (not the map) so unmoved pixels stay exactly in place.
-            dx = cv2.resize((map_x - self._wgrid[0]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
-            dy = cv2.resize((map_y - self._wgrid[1]) / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
-            map_x, map_y = gx + dx, gy + dy
+            dx = cv2.resize(dx / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
+            dy = cv2.resize(dy / self.scale, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        map_x, map_y = gx + dx, gy + dy
         # Closing lids fold the map sharply; open eyes (gaze, brows) are smooth enough for the coarse grid.
         blink = controls.blink
         eyes = blink > 0.02
-        for box in self._detail_boxes(self.fine.src[:478], rig_out.landmarks, eyes):
-            fx, fy, covered = self.fine.backward_map_covered(dst, box)
-            x0, y0 = max(0, box[0]), max(0, box[1])
-            sub = (slice(y0, y0 + fx.shape[0]), slice(x0, x0 + fx.shape[1]))
-            map_x[sub][covered] = fx[covered]
-            map_y[sub][covered] = fy[covered]
-        out_region = cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        for x0, y0, x1, y1 in self._detail_boxes(self.fine.src[:478], rig_out.landmarks, eyes):
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(rw, x1), min(rh, y1)
+            if x1 > x0 and y1 > y0:
+                self.fine.map_into(dst, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1],
+                                   np.zeros((y1 - y0, x1 - x0), bool), (x0, y0))
+        frame = self.portrait.copy()
+        rx0, ry0, rx1, ry1 = self.region_box
+        out_region = frame[ry0:ry1, rx0:rx1]  # warped straight into the frame, repainted there
+        cv2.remap(self.region, map_x, map_y, cv2.INTER_LINEAR, dst=out_region, borderMode=cv2.BORDER_REPLICATE)
         seal_closed_lips(out_region, map_x, map_y, rig_out, self.look)
         if blink > _SEAL_BLINK:
             for idx in _EYE_OPENINGS:
@@ -196,8 +197,5 @@ class WarpRenderer:
             for upper, lash in zip((RIGHT_EYE_UPPER, LEFT_EYE_UPPER), self._lash_rgb):
                 draw_lash_line(out_region, rig_out.landmarks[upper], lash, 0.8 * strength)
         paint_mouth(out_region, self.region, rig_out, self.look, self.rig.mouth_w, controls.tongue)
-        frame = self.portrait.copy()
-        rx0, ry0, rx1, ry1 = self.region_box
-        frame[ry0:ry1, rx0:rx1] = out_region
         lm_full, box = self._full_frame_mesh(rig_out)
         return RenderedFrame(frame, lm_full, box)

@@ -63,6 +63,11 @@ class EyeWeights:
     eye_w: float  # corner-to-corner width, pixels
 
 
+def _along(amount: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """(N, 2) moves: each point by its ``amount`` along one 2-D ``direction``."""
+    return amount[:, None] * direction
+
+
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3 - 2 * t)
@@ -157,6 +162,8 @@ class FaceRig:
         # upper inner lip at rest; the lower teeth's top edge a little above the lower lip.
         self.teeth_upper_src = p[iu] + self.ey * 0.045 * W
         self.teeth_lower_src = p[il] + self.ey * 0.01 * W
+        self.jaw_w_teeth = float(np.median(self.w_jaw[il]))  # how much of the jaw's drop the lower teeth get
+        self.teeth_z = float(np.median(self.src[iu, 2]))
 
     def _eye_weights(self, upper: list[int], lower: list[int], iris: list[int]) -> EyeWeights:
         p = self.src[:, :2]
@@ -201,24 +208,24 @@ class FaceRig:
 
         # Jaw drop (also the lower teeth).
         drop = jaw * 0.42 * W
-        jaw_disp = np.outer(self.w_jaw * drop, ey)
+        jaw_disp = _along(self.w_jaw * drop, ey)
         p += jaw_disp
 
         # Upper lip raise and rounding (a small round opening, lips pushed out).
         u2 = np.clip(self.u, -1.5, 1.5) ** 2
         centre_w = np.clip(1 - 0.6 * u2, 0, 1)
         up = (0.08 * raise_ + 0.035 * rnd + 0.02 * tuck) * W + 0.10 * drop  # the upper lip arches as the jaw opens
-        p -= np.outer(self.w_upper_lip * centre_w * up, ey)
-        p += np.outer(self.w_lower_lip * centre_w * 0.03 * rnd * W, ey)
+        p -= _along(self.w_upper_lip * centre_w * up, ey)
+        p += _along(self.w_lower_lip * centre_w * 0.03 * rnd * W, ey)
 
         # Width: spread (EE) widens, rounding (OO) and negative spread narrow.
         sx = 1 + 0.10 * max(spread, 0) - 0.08 * max(-spread, 0) - 0.20 * rnd
-        p += np.outer(self.w_mouth_area * (sx - 1) * self.u * (W / 2), ex)
+        p += _along(self.w_mouth_area * (sx - 1) * self.u * (W / 2), ex)
 
         # Smile / frown at the corners, cheeks follow a little.
-        p += np.outer(self.w_corner * smile * 0.06 * W * np.sign(self.u), ex)
-        p -= np.outer(self.w_corner * smile * 0.10 * W, ey)
-        p -= np.outer(self.w_cheek * max(smile, 0) * 0.04 * W, ey)
+        p += _along(self.w_corner * smile * 0.06 * W * np.sign(self.u), ex)
+        p -= _along(self.w_corner * smile * 0.10 * W, ey)
+        p -= _along(self.w_cheek * max(smile, 0) * 0.04 * W, ey)
 
         # Inner-lip gap after the moves so far, per pair, then lip closure and F/V tuck.
         iu, il = fm.INNER_UPPER, fm.INNER_LOWER
@@ -227,15 +234,15 @@ class FaceRig:
                            gap_now[np.argsort(self.pair_u)])
         lower_up = self.w_lower_lip * gap_at * close * 0.75
         upper_down = self.w_upper_lip * gap_at * close * 0.25
-        p -= np.outer(lower_up, ey)
-        p += np.outer(upper_down, ey)
+        p -= _along(lower_up, ey)
+        p += _along(upper_down, ey)
         if tuck > 0:
             # Lower lip rises to just under the upper teeth edge.
             teeth_gap = np.maximum(0.0, gap_at * (1 - close) - 0.02 * W)
-            p -= np.outer(self.w_lower_lip * teeth_gap * tuck, ey)
+            p -= _along(self.w_lower_lip * teeth_gap * tuck, ey)
 
         # Brows.
-        p -= np.outer(self.w_brow * brow * 0.05 * self.face_h, ey)
+        p -= _along(self.w_brow * brow * 0.05 * self.face_h, ey)
 
         # Eyelids and gaze.
         for eye in self.eyes:
@@ -244,32 +251,31 @@ class FaceRig:
             # third of the opening for wide eyes (the sclera stretches; a blink still closes).
             lid = 0.92 * blink - EYE_WIDE_LIFT * eyes_wide * (1.0 - blink)
             move = lid * eye.gap
-            p += np.outer(eye.above * move, d)
+            p += _along(eye.above * move, d)
             btw = eye.between
             if lid > 0 and btw.any():
                 # Points inside the opening are squeezed onto the closing lids.
                 frac = (eye.t[btw] - eye.up_t[btw]) / np.maximum(eye.gap[btw], 1e-6)
-                p[btw] += np.outer(move[btw] * (1 - frac), d)
+                p[btw] += _along(move[btw] * (1 - frac), d)
             low = eye.lower[1:-1]
-            p[low] -= np.outer(lid * eye.gap[low] * 0.06, d)
+            p[low] -= _along(lid * eye.gap[low] * 0.06, d)
             gx = float(np.clip(c.gaze_x, -1, 1)) * 0.18 * eye.eye_w
             gy = float(np.clip(c.gaze_y, -1, 1)) * 0.08 * eye.eye_w
             p[eye.iris] += gx * ex + gy * ey
 
         # Teeth: the upper ones stay with the skull, the lower ones ride on the jaw.
-        jaw_w_teeth = float(np.median(self.w_jaw[il]))
         upper_teeth = self.teeth_upper_src.copy()
-        lower_teeth = self.teeth_lower_src + ey * drop * jaw_w_teeth
+        lower_teeth = self.teeth_lower_src + ey * drop * self.jaw_w_teeth
 
         # Head pose: rigid rotation of everything (teeth included) about the neck pivot.
         R = head_rotation(math.radians(c.head_yaw), math.radians(c.head_pitch), math.radians(c.head_roll), ex, ey)
         z = self.src[:, 2]
-        pts3 = np.c_[p, z]
+        pts3 = np.column_stack([p, z])
         moved = (pts3 - self.pivot) @ R.T + self.pivot
         out = moved[:, :2]
-        teeth_z = float(np.median(z[iu]))
-        upper_teeth_out, lower_teeth_out = (((np.c_[q, np.full(len(q), teeth_z)] - self.pivot) @ R.T + self.pivot)[:, :2]
-                                            for q in (upper_teeth, lower_teeth))
+        teeth = np.column_stack([np.concatenate([upper_teeth, lower_teeth]), np.full(2 * len(iu), self.teeth_z)])
+        teeth_out = ((teeth - self.pivot) @ R.T + self.pivot)[:, :2]
+        upper_teeth_out, lower_teeth_out = teeth_out[:len(iu)], teeth_out[len(iu):]
         skull_shift = (upper_teeth_out - self.teeth_upper_src).mean(0)
         jaw_shift = (lower_teeth_out - self.teeth_lower_src).mean(0)
         return RigOutput(out.astype(np.float32), upper_teeth_out, lower_teeth_out, jaw_shift, skull_shift)
@@ -277,7 +283,7 @@ class FaceRig:
     def head_point_shift(self, pts: np.ndarray, yaw: float, pitch: float, roll: float, z: float) -> np.ndarray:
         """Displacement of arbitrary 2-D points (at depth z) under the head rotation (degrees)."""
         R = head_rotation(math.radians(yaw), math.radians(pitch), math.radians(roll), self.ex, self.ey)
-        pts3 = np.c_[pts, np.full(len(pts), z)]
+        pts3 = np.column_stack([pts, np.full(len(pts), z)])
         return ((pts3 - self.pivot) @ R.T + self.pivot)[:, :2] - pts
 
 
