@@ -18,6 +18,25 @@ EXAMPLES = REPO / "examples"
 SAMPLES = REPO.parent / "shared" / "samples"
 
 
+# Modules whose tests render, recognise or train at length; with the browser and load tests they
+# are left out of the fast tier (pyproject.toml › markers).
+SLOW_MODULES = {"test_long_audio", "test_batch", "test_end_to_end", "test_streaming", "test_side_by_side",
+                "test_interrupts", "test_api_contract", "test_app", "test_app_compare", "test_tts", "test_recognition",
+                "test_diffusion_training", "test_diffusion_refine", "test_outputs", "test_orientation",
+                "test_pipeline_engines", "test_prompt_effects", "test_fuzz_loaders"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        if module == "test_browser":
+            item.add_marker(pytest.mark.browser)
+        elif module == "test_load":
+            item.add_marker(pytest.mark.load)
+        elif module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def sample(rel: str) -> Path:
     """A file from ../shared/samples, or skip the test when the samples are not here."""
     path = SAMPLES / rel

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class VideoEncoder:
         self.subtitles_path = Path(subtitles_path) if subtitles_path is not None else None  # SRT → mov_text track
         self.n_frames = 0
         self._proc: subprocess.Popen | None = None
-        self._log_file = None
+        self._log_file: IO[bytes] | None = None
         self._video_tmp: Path | None = None
         self._audio_muxed = False  # True when the audio goes in with the frames (one ffmpeg run)
         self._subtitles_later = False  # True when a streamed encode leaves the subtitles to a copying pass
@@ -161,6 +161,7 @@ class VideoEncoder:
             "-i", "pipe:0",
         ]
         if audio_now:
+            assert self.expected_frames is not None
             cmd += self._audio_input(self.expected_frames / self.fps)
         # Subtitles go in with the frames, unless the audio waits for the muxing pass, or the
         # pieces are streamed (HLS takes no mov_text): then they are added in a copying pass.
@@ -203,7 +204,7 @@ class VideoEncoder:
         if frame.dtype != np.uint8:
             raise TypeError(f"frames must be uint8 RGB, got {frame.dtype}")
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).data)
+            self._stdin().write(np.ascontiguousarray(frame).data)
         except (BrokenPipeError, OSError):
             self._fail("Encoding the video failed")
         self.n_frames += 1
@@ -218,9 +219,10 @@ class VideoEncoder:
         if self._proc is None:
             self.open()
         try:
-            self._proc.stdin.close()
+            self._stdin().close()
         except (BrokenPipeError, OSError):
             pass
+        assert self._proc is not None and self._video_tmp is not None
         if self._proc.wait() != 0:
             self._fail("Encoding the video failed")
         if self.n_frames == 0:
@@ -294,11 +296,16 @@ class VideoEncoder:
         assert self.audio_path is not None
         return ["-t", f"{video_duration:.6f}", *INPUT_GUARD, "-i", ffmpeg_file(str(self.audio_path))]
 
+    def _stdin(self) -> IO[bytes]:
+        assert self._proc is not None and self._proc.stdin is not None
+        return self._proc.stdin
+
     def _audio_output(self) -> list[str]:
         """ffmpeg arguments encoding that audio as AAC a browser plays."""
         if self.audio_format is not None:
             rate, channels = self.audio_format
         else:
+            assert self.audio_path is not None
             info = probe_audio(self.audio_path)
             if info is None:
                 raise VideoEncodingError(f"The audio file '{self.audio_path.name}' has no audio track to put in "
@@ -419,6 +426,7 @@ def _decoded_audio_seconds(path: Path, rate: int) -> float:
          "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     n_bytes = 0
+    assert proc.stdout is not None
     while chunk := proc.stdout.read(1 << 20):
         n_bytes += len(chunk)
     proc.wait()

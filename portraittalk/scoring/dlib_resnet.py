@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,9 @@ _LAYER_RE = re.compile(
     rb"\x01\x0amax_pool_2|\x01\x0aavg_pool_2|\x01\x09add_prev_|\x01\x04fc_2")
 
 
-def _read_dlib_layers(data: bytes) -> list[tuple]:
-    layers, pos = [], 0
+def _read_dlib_layers(data: bytes) -> list[tuple[Any, ...]]:
+    layers: list[tuple[Any, ...]] = []
+    pos = 0
     while (match := _LAYER_RE.search(data, pos)) is not None:
         name = match.group()[2:].decode()
         r = _DlibReader(data, match.end())

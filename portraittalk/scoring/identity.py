@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -51,10 +51,10 @@ class IdentityScorer:
         predictor_path, resnet_path = _model_paths(model_dir)
         self._dlib = dlib
         self._lock = threading.Lock()
-        self._detector = None  # HOG face detector, loaded on first use: the pipeline passes boxes
+        self._detector: Any = None  # HOG face detector, loaded on first use: the pipeline passes boxes
         self._landmarks = dlib.shape_predictor(str(predictor_path))
         self._net = None
-        self._dlib_net = None
+        self._dlib_net: Any = None
         if backend not in ("auto", "torch", "dlib"):
             raise ValueError(f"unknown backend {backend!r}")
         if precision not in ("auto", "float32", "bfloat16"):
@@ -324,7 +324,7 @@ def _normalised_crop(rgb: np.ndarray, box: Box) -> tuple[np.ndarray, tuple[int, 
     qx, qy = (cx - origin[0]) * factor, (cy - origin[1]) * factor
     m = np.array([[step, 0, _CROP_PX / 2 - qx * step], [0, step, _CROP_PX / 2 - qy * step]], np.float32)
     crop = cv2.warpAffine(source, m, (_CROP_PX, _CROP_PX), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     lo = (_CROP_PX - _FACE_PX) // 2
 
     def to_crop(xy: np.ndarray, inverse: bool = False) -> np.ndarray:
