@@ -218,11 +218,14 @@ class Handlers:
                    state.finish(event.video) if state.pieces else gr.update(value=None, visible=False))
 
     @staticmethod
-    def show_finished(downloads):
-        """The finished video's player, with the render's WebVTT as its subtitle track, in the stream's
-        place (the page then continues it: HANDOVER_JS). The page endpoint's own values stay plain."""
-        subtitles = next((d for d in map(as_path, downloads or []) if d and d.endswith(".vtt")), None)
-        return gr.update(visible=True, subtitles=subtitles), gr.update(visible=False)
+    def show_finished():
+        """The finished video's player in the stream's place (the page then continues it: HANDOVER_JS)."""
+        return gr.update(visible=True), gr.update(visible=False)
+
+    @staticmethod
+    def show_subtitles(downloads):
+        """The player's subtitle track: the render's WebVTT download (the page endpoint's values stay plain)."""
+        return gr.update(subtitles=next((d for d in map(as_path, downloads or []) if d and d.endswith(".vtt")), None))
 
     @friendly_errors
     def render_api(self, portrait, audio, references=None, progress=gr.Progress(), **controls):
@@ -530,7 +533,9 @@ def build_demo(service: RenderService) -> gr.Blocks:
                  ).success(on.generate, inputs=[portrait, audio], inputs_kwargs=controls, outputs=result_outputs,
                            show_progress_on=[plot], api_name="generate", api_visibility="undocumented",
                            scroll_to_output=True, concurrency_id="render", concurrency_limit=concurrency
-                 ).then(on.show_finished, inputs=downloads, outputs=[video, stream], queue=False, show_progress="hidden",
+                 ).then(on.show_finished, outputs=[video, stream], queue=False, show_progress="hidden",
+                        api_visibility="private"
+                 ).then(on.show_subtitles, inputs=downloads, outputs=video, queue=False, show_progress="hidden",
                         api_visibility="private"
                  ).then(None, js=HANDOVER_JS, api_visibility="private")
 

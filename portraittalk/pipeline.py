@@ -369,6 +369,7 @@ class _WindowAnalyses:
                  spoken: SynthesizedSpeech | None = None) -> None:
         self._clip, self._windows, self._settings, self._clock, self._spoken = clip, windows, s, clock, spoken
         self._language = s.language or None
+        self._detected: float | None = None  # the first window's confidence in the language it detected
         self._taken = 0
 
     def next(self) -> SpeechAnalysis:
@@ -385,8 +386,10 @@ class _WindowAnalyses:
                 analysis = analyze_speech(window.clip(self._clip), s.fps,
                                           s.transcript if window.use_transcript else None, self._language,
                                           s.asr_model)
-        if self._language is None and analysis.words and analysis.language_probability >= KEEP_LANGUAGE_P:
-            self._language = analysis.language
+        if self._detected is not None:  # read in the language detected first: report that detection
+            analysis.language_probability = self._detected
+        elif self._language is None and analysis.words and analysis.language_probability >= KEEP_LANGUAGE_P:
+            self._language, self._detected = analysis.language, analysis.language_probability
         release_freed_memory()  # the analysis' temporaries, before the frames that follow
         return analysis
 

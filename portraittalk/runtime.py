@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 # glibc's M_ARENA_MAX option for mallopt().
 _M_ARENA_MAX = -8
@@ -81,3 +84,37 @@ class StageClock:
 
     def stages(self) -> dict[str, tuple[float, float]]:
         return dict(self._stages)
+
+
+def cache_root() -> Path:
+    """Where models are unpacked and kept: $PORTRAITTALK_CACHE, else the user's cache folder."""
+    if os.environ.get("PORTRAITTALK_CACHE"):
+        return Path(os.environ["PORTRAITTALK_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "portraittalk"
+
+
+@functools.cache
+def start_onnxruntime() -> None:
+    """Start onnxruntime's environment (once per process) with the temp folder pointed at our cache.
+
+    Its telemetry writes a session file (".ses") into the temp folder when the environment starts,
+    and ``disable_telemetry_events`` does not stop it; nothing of ours may be left in the user's
+    $TMPDIR. Whisper's voice-activity model (silero, in faster-whisper) starts it, and is kept."""
+    import tqdm
+    from faster_whisper.vad import get_vad_model
+
+    tqdm.tqdm.monitor_interval = 0  # faster-whisper's progress bars: no monitor thread outliving a render
+    folder = cache_root() / "onnxruntime"
+    saved = os.environ.get("TMPDIR")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["TMPDIR"] = str(folder)
+    except OSError:  # no cache folder: the file goes where onnxruntime puts it
+        pass
+    try:
+        get_vad_model()
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved

@@ -130,6 +130,6 @@ def test_an_exception_inside_a_render_stops_the_scoring_thread_and_ffmpeg(pipeli
         pipeline.render(example_file("grace_hopper.jpg"), speech, out,
                         RenderSettings(max_size=256, score_identity=True), progress)
     assert started and encoders  # the scoring thread and ffmpeg were at work …
-    assert not any(t.is_alive() for t in started)  # … and have ended
+    assert not any(t.is_alive() for t in started), [t.name for t in started if t.is_alive()]  # … and have ended
     assert not any(c.is_running() for c in encoders)
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -47,6 +47,7 @@ SHORTEST_LAST_S = 3.0  # a shorter end joins the window before it
 TRANSCRIPT_FIRST_WINDOW_S = 6.0  # with a transcript: time for the whole alignment to finish meanwhile
 MARGIN_S = 1.5
 CROSSFADE_S = 0.5
+WORD_OVERLAP_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,9 @@ class MotionStitcher:
             end = window.to_s if k == last else window.end_s
             for w in analysis.words:
                 a, b = w.start + window.from_s, w.end + window.from_s
-                if window.start_s <= (a + b) / 2 < end:
+                # Two windows may cut a word differently at their edge: the first reading stands.
+                overlaps = bool(words) and a < words[-1].end - WORD_OVERLAP_S
+                if window.start_s <= (a + b) / 2 < end and not overlaps:
                     words.append(WordSegment(w.text, round(a, 3), round(b, 3)))
         return words
 

@@ -25,6 +25,7 @@ import numpy as np
 from ..analysis.speech.ipa import to_arpabet
 from ..contracts import PhoneSegment
 from ..motion.visemes import SILENCE
+from ..runtime import start_onnxruntime
 from .onnx_outputs import add_outputs
 
 # The graph's duration tensor (int64, one entry per input id): a name of hibari-tts 0.2.1's export,
@@ -55,6 +56,8 @@ class EnglishVoice:
     def __init__(self) -> None:
         import hibari
         from hibari import Hibari
+
+        start_onnxruntime()  # before hibari starts it
 
         model = Path(hibari.__file__).parent / "assets" / "hibari.onnx"
         # Only the bundled model: hibari downloads its other voices from the internet.

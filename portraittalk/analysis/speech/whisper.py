@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import InputError, PortraitTalkError
+from ...runtime import cache_root, start_onnxruntime
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -80,12 +81,6 @@ class Transcription:
 # ---------------------------------------------------------------------------------------------
 # the bundled model: find, join, verify
 # ---------------------------------------------------------------------------------------------
-def cache_root() -> Path:
-    if os.environ.get("PORTRAITTALK_CACHE"):
-        return Path(os.environ["PORTRAITTALK_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "portraittalk"
-
-
 def package_data(package: str) -> Path:
     """<site-packages>/<package>/data, found without importing the (code-less) package."""
     spec = importlib.util.find_spec(package)
@@ -230,6 +225,7 @@ def load_model(setting: str | None = None) -> WhisperModel:
     """The Whisper model for this setting, loaded once per process (~1 s, ~330 MB)."""
     spec = model_spec(setting)
     bundled = "" if spec else str(bundled_model_dir())
+    start_onnxruntime()  # before faster-whisper starts it (its voice-activity model)
     return _load(spec, bundled)
 
 
