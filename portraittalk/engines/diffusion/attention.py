@@ -29,6 +29,7 @@ accepts that single keyword so diffusers never warns about unexpected arguments.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -181,17 +182,11 @@ def _mask_for_sdpa(attn: Attention, attention_mask: torch.Tensor | None, sequenc
     return attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
 
 
-class DecoupledCrossAttnProcessor:
-    """Cross-attention with separate key/value projections and scales per condition.
+class _Processor(ABC):
+    """``AttnProcessor2_0``'s call around an attention core that subclasses supply."""
 
-    ``kv`` maps a condition name to its ``(to_k, to_v)`` linear layers (owned by a
-    :class:`ConditionAttentionAdapter`). Without a :class:`DenoiserConditions` state, or with all
-    extra scales at 0, this is the base processor.
-    """
-
-    def __init__(self, layer: str, kv: dict[str, tuple[nn.Linear, nn.Linear]] | None = None) -> None:
+    def __init__(self, layer: str) -> None:
         self.layer = layer
-        self.kv = dict(kv or {})
 
     def __call__(
         self,
@@ -203,6 +198,31 @@ class DecoupledCrossAttnProcessor:
         portraittalk: DenoiserConditions | ReferenceCapture | None = None,
     ) -> torch.Tensor:
         residual, hidden_states, shape4 = _prepare(attn, hidden_states, temb)
+        out = self._core(attn, hidden_states, encoder_hidden_states, attention_mask, portraittalk)
+        return _finish(attn, out, residual, shape4)
+
+    @abstractmethod
+    def _core(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+              attention_mask: torch.Tensor | None,
+              portraittalk: DenoiserConditions | ReferenceCapture | None) -> torch.Tensor:
+        """The output before the out-projection, from the prepared ``(batch, tokens, C)`` input."""
+
+
+class DecoupledCrossAttnProcessor(_Processor):
+    """Cross-attention with separate key/value projections and scales per condition.
+
+    ``kv`` maps a condition name to its ``(to_k, to_v)`` linear layers (owned by a
+    :class:`ConditionAttentionAdapter`). Without a :class:`DenoiserConditions` state, or with all
+    extra scales at 0, this is the base processor.
+    """
+
+    def __init__(self, layer: str, kv: dict[str, tuple[nn.Linear, nn.Linear]] | None = None) -> None:
+        super().__init__(layer)
+        self.kv = dict(kv or {})
+
+    def _core(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+              attention_mask: torch.Tensor | None,
+              portraittalk: DenoiserConditions | ReferenceCapture | None) -> torch.Tensor:
         batch_size, attention_mask, query, key, value = _project(attn, hidden_states, encoder_hidden_states,
                                                                  attention_mask)
 
@@ -223,10 +243,10 @@ class DecoupledCrossAttnProcessor:
                 extra = F.scaled_dot_product_attention(query, k, v, dropout_p=0.0, is_causal=False)
                 extra = extra.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
                 out = out + scale.to(out.dtype).view(-1, 1, 1) * extra
-        return _finish(attn, out, residual, shape4)
+        return out
 
 
-class ReferenceAttnProcessor:
+class ReferenceAttnProcessor(_Processor):
     """Self-attention that captures (reference UNet) or reads (denoiser) reference features.
 
     With a :class:`ReferenceCapture` state it stores its input under its layer name and attends
@@ -234,19 +254,9 @@ class ReferenceAttnProcessor:
     values are computed over ``[own tokens, reference tokens]``. Otherwise it is the base processor.
     """
 
-    def __init__(self, layer: str) -> None:
-        self.layer = layer
-
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        portraittalk: DenoiserConditions | ReferenceCapture | None = None,
-    ) -> torch.Tensor:
-        residual, hidden_states, shape4 = _prepare(attn, hidden_states, temb)
+    def _core(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+              attention_mask: torch.Tensor | None,
+              portraittalk: DenoiserConditions | ReferenceCapture | None) -> torch.Tensor:
         if isinstance(portraittalk, ReferenceCapture):
             portraittalk.features[self.layer] = hidden_states
 
@@ -274,7 +284,7 @@ class ReferenceAttnProcessor:
                 attention_mask = torch.cat([own, ref], dim=1)[:, None, None, :]
 
         _, _, out = _attend(attn, batch_size, query, key, value, attention_mask)
-        return _finish(attn, out, residual, shape4)
+        return out
 
 
 def _module_key(layer: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from .animate import add_motion_modules
 from .attention import ConditionAttentionAdapter
@@ -29,6 +29,24 @@ from .structure import STRUCTURE_CHANNELS, StructureEncoder, widen_conv_in
 if TYPE_CHECKING:
     import transformers
     from diffusers.models import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+
+class IdentityOptions(TypedDict, total=False):
+    """:class:`IdentityEncoder` sizes a caller may set."""
+
+    face_embed_dim: int
+    num_face_tokens: int
+    num_image_tokens: int
+    hidden_dim: int
+    fusion: str
+
+
+class AudioOptions(TypedDict, total=False):
+    """:class:`AudioProjection` sizes a caller may set."""
+
+    context_frames: int
+    intermediate_dim: int
+    num_tokens: int
 
 
 def assemble_pipeline(
@@ -45,19 +63,16 @@ def assemble_pipeline(
     resolution: int = 512,
     clip_length: int = 16,
     motion_frames: int = 4,
-    face_embed_dim: int = 128,
-    num_face_tokens: int = 4,
-    num_image_tokens: int = 4,
-    identity_hidden_dim: int = 1024,
-    identity_fusion: str = "mean",
-    audio_context_frames: int = 2,
-    audio_intermediate_dim: int = 512,
-    num_audio_tokens: int = 32,
+    identity: IdentityOptions | None = None,
+    audio: AudioOptions | None = None,
     structure_channels: int = 4,
     structure_block_out_channels: tuple[int, ...] | None = None,
 ) -> PortraitTalkPipeline:
     """A pipeline from a spatial base ``unet`` (a ``UNet2DConditionModel``); with ``motion_adapter``
-    the denoiser gets its motion modules right away, otherwise it stays spatial (stage 1)."""
+    the denoiser gets its motion modules right away, otherwise it stays spatial (stage 1).
+
+    ``identity`` / ``audio``: sizes of the identity encoder and the audio projection where they
+    differ from those classes' defaults (their other sizes follow the base components)."""
     vae_factor = 2 ** (len(vae.config["block_out_channels"]) - 1)
     if structure_block_out_channels is None:
         widths = (16, 32, 96, 256, 512, 1024)
@@ -81,23 +96,15 @@ def assemble_pipeline(
         audio_encoder=audio_encoder,
         audio_feature_extractor=audio_feature_extractor,
         identity_encoder=IdentityEncoder(
-            face_embed_dim=face_embed_dim,
-            image_embed_dim=int(image_encoder.config.projection_dim),
-            cross_attention_dim=cross_dim,
-            num_face_tokens=num_face_tokens,
-            num_image_tokens=num_image_tokens,
-            hidden_dim=identity_hidden_dim,
-            fusion=identity_fusion,
+            image_embed_dim=int(image_encoder.config.projection_dim), cross_attention_dim=cross_dim, **(identity or {})
         ),
         reference_unet=reference_unet,
         unet=denoiser,
         audio_projection=AudioProjection(
             feature_dim=int(audio_encoder.config.hidden_size),
             num_feature_layers=int(audio_encoder.config.num_hidden_layers),
-            context_frames=audio_context_frames,
-            intermediate_dim=audio_intermediate_dim,
-            num_tokens=num_audio_tokens,
             cross_attention_dim=cross_dim,
+            **(audio or {}),
         ),
         structure_encoder=StructureEncoder(
             conditioning_channels=len(STRUCTURE_CHANNELS),

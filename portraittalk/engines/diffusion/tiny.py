@@ -136,11 +136,8 @@ def build_tiny_pipeline(seed: int = 0, motion: bool = True, clip_length: int = 8
         resolution=TINY_RESOLUTION,
         clip_length=clip_length,
         motion_frames=motion_frames,
-        identity_hidden_dim=32,
-        num_face_tokens=2,
-        num_image_tokens=2,
-        audio_intermediate_dim=32,
-        num_audio_tokens=4,
+        identity={"hidden_dim": 32, "num_face_tokens": 2, "num_image_tokens": 2},
+        audio={"intermediate_dim": 32, "num_tokens": 4},
         structure_block_out_channels=(8, 8, 16),
     )
     g = torch.Generator().manual_seed(seed + 1)
