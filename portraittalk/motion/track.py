@@ -280,7 +280,8 @@ def mouth_shapes(speech: SpeechAnalysis, feats: GridFeatures, n_frames: int,
     tuck = _contact_envelope(segments, ("F", "V"), t)
     fine["lip_close"] = np.maximum(fine["lip_close"], closure)
     fine["lower_lip_tuck"] = np.maximum(fine["lower_lip_tuck"], 0.9 * tuck)
-    fine["jaw_open"] = jaw * (1 - closure) + 0.05 * closure
+    # the jaw shuts too: pressed lips over a dropped jaw look parted on the rendered frames
+    fine["jaw_open"] = jaw * (1 - closure)
     fine["tongue"] = fine["tongue"] * (1 - closure)
 
     out = {}

@@ -8,7 +8,7 @@ viseme groups, expressed in the units of :class:`portraittalk.contracts.MotionTr
 phones                     jaw    close  wide    round  tuck   raise  tongue  shape (Blair / Rhubarb)
 =========================  =====  =====  ======  =====  =====  =====  ======  ===========================
 SIL (silence, fillers)     0      0      0       0      0      0      0       rest (X)
-P B M                      0.05   1      0       0      0      0      0       closed lips (A)
+P B M                      0      1      0       0      0      0      0       closed lips (A)
 F V                        0.12   0      0.10    0      1      0.35   0       lower lip under teeth (G)
 TH DH                      0.18   0      0.10    0      0      0.10   0.8     tongue between teeth
 L                          0.28   0      0.10    0      0      0.10   0.6     tongue up (H)
@@ -64,7 +64,7 @@ REST: dict[str, float] = _shape()
 VISEME_TARGETS: dict[str, dict[str, float]] = {
     SILENCE: REST,
     # bilabials: lips pressed together
-    "P": _shape(jaw=0.05, close=1.0), "B": _shape(jaw=0.05, close=1.0), "M": _shape(jaw=0.05, close=1.0),
+    "P": _shape(close=1.0), "B": _shape(close=1.0), "M": _shape(close=1.0),
     # labiodentals: lower lip under the upper teeth
     "F": _shape(jaw=0.12, wide=0.1, tuck=1.0, raise_=0.35), "V": _shape(jaw=0.12, wide=0.1, tuck=1.0, raise_=0.35),
     # dentals / laterals: tongue visible
