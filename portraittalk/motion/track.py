@@ -46,7 +46,7 @@ from ..errors import InputError
 from .visemes import DIPHTHONGS, MOUTH_CHANNELS, SILENCE, dominance, normalize_phone, viseme_target
 
 GRID_S = 0.01  # mouth shapes are blended at 100 Hz before pooling to the video frame rate
-ANTICIPATION_S = 0.06
+ANTICIPATION_S = 0.04
 ANTICIPATORY_DECAY_S = 0.07  # how far a phone's shape reaches into the phones before it
 CARRYOVER_DECAY_S = 0.045  # … and after it
 CLOSURE_RAMP_IN_S, CLOSURE_RAMP_OUT_S = 0.03, 0.04
