@@ -17,7 +17,8 @@ video frames (frame *i* is on screen from ``i / fps`` to ``(i + 1) / fps``):
 4. The jaw follows loudness: viseme jaw × (0.45 + 0.55 × syllable loudness), blended with
    an acoustic jaw (energy × voicing envelope): 20 % in phone modes, 55 % when
    ``method == "acoustic"`` (non-English, singing), whose pseudo-phones put closures and
-   near-closures at the energy dips between syllables.
+   near-closures at the energy dips between syllables. While a phone is spoken the jaw stays
+   at least ``SPEECH_JAW_FLOOR`` open, so consonants part the lips visibly (Rhubarb's "B").
 5. Pauses (speech == 0 for ≥ ``PAUSE_S``) gate every mouth channel to rest within
    ``PAUSE_FADE_S``; the gate reopens ``PAUSE_FADE_S`` before the speech resumes.
 
@@ -45,13 +46,16 @@ from ..errors import InputError
 from .visemes import DIPHTHONGS, MOUTH_CHANNELS, SILENCE, dominance, normalize_phone, viseme_target
 
 GRID_S = 0.01  # mouth shapes are blended at 100 Hz before pooling to the video frame rate
-ANTICIPATION_S = 0.06
+ANTICIPATION_S = 0.04
 ANTICIPATORY_DECAY_S = 0.07  # how far a phone's shape reaches into the phones before it
 CARRYOVER_DECAY_S = 0.045  # … and after it
 CLOSURE_RAMP_IN_S, CLOSURE_RAMP_OUT_S = 0.03, 0.04
 # Lip contact (closure, lower-lip tuck) is all-or-nothing: it spreads to neighbours over half the
 # distance of jaw and lip shape, so lips don't drift shut long before a P/B/M.
 CONTACT_REACH = 0.5
+# While a phone is spoken the lips stay at least this far apart (teeth-together consonants part
+# the lips too); smaller jaw openings are lost in the rendered lips, which then look sealed.
+SPEECH_JAW_FLOOR = 0.18
 _CONTACT_CHANNELS = ("lip_close", "lower_lip_tuck")
 PAUSE_S = 0.3
 PAUSE_FADE_S = 0.1
@@ -265,12 +269,19 @@ def mouth_shapes(speech: SpeechAnalysis, feats: GridFeatures, n_frames: int,
     acoustic_share = 0.55 if speech.method == "acoustic" else 0.2
     jaw = fine["jaw_open"] * (0.45 + 0.55 * syllable_loudness)
     jaw = (1 - acoustic_share) * jaw + acoustic_share * np.clip(1.1 * acoustic_jaw, 0, 1)
+    # voice activity counts too: words the recogniser missed still part the lips
+    spoken = np.interp(t + ANTICIPATION_S, t_frames, feats.speech)
+    for phone, a, b in segments:
+        if phone != SILENCE:
+            spoken[(t >= a) & (t < b)] = 1.0
+    jaw = np.maximum(jaw, SPEECH_JAW_FLOOR * gaussian_filter1d(spoken, 2.0))
 
     closure = _contact_envelope(segments, ("P", "B", "M"), t)
     tuck = _contact_envelope(segments, ("F", "V"), t)
     fine["lip_close"] = np.maximum(fine["lip_close"], closure)
     fine["lower_lip_tuck"] = np.maximum(fine["lower_lip_tuck"], 0.9 * tuck)
-    fine["jaw_open"] = jaw * (1 - closure) + 0.05 * closure
+    # the jaw shuts too: pressed lips over a dropped jaw look parted on the rendered frames
+    fine["jaw_open"] = jaw * (1 - closure)
     fine["tongue"] = fine["tongue"] * (1 - closure)
 
     out = {}

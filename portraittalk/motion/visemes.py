@@ -8,7 +8,7 @@ viseme groups, expressed in the units of :class:`portraittalk.contracts.MotionTr
 phones                     jaw    close  wide    round  tuck   raise  tongue  shape (Blair / Rhubarb)
 =========================  =====  =====  ======  =====  =====  =====  ======  ===========================
 SIL (silence, fillers)     0      0      0       0      0      0      0       rest (X)
-P B M                      0.05   1      0       0      0      0      0       closed lips (A)
+P B M                      0      1      0       0      0      0      0       closed lips (A)
 F V                        0.12   0      0.10    0      1      0.35   0       lower lip under teeth (G)
 TH DH                      0.18   0      0.10    0      0      0.10   0.8     tongue between teeth
 L                          0.28   0      0.10    0      0      0.10   0.6     tongue up (H)
@@ -21,16 +21,16 @@ SH ZH CH JH                0.15   0      -0.40   0.70   0      0.30   0       pr
 W                          0.10   0      -0.90   1.00   0      0      0       puckered (F)
 R                          0.15   0      -0.40   0.55   0      0.10   0       rounded (E)
 UW                         0.20   0      -0.80   0.90   0      0      0       puckered (F)
-UH                         0.30   0      -0.50   0.60   0      0      0       rounded (E/F)
-OW                         0.45   0      -0.60   0.75   0      0      0       rounded open (E/F)
-AO                         0.60   0      -0.30   0.50   0      0      0       open rounded (E)
-ER                         0.30   0      -0.20   0.40   0      0.10   0       slightly rounded (E)
+UH                         0.25   0      -0.50   0.60   0      0      0       rounded (E/F)
+OW                         0.32   0      -0.60   0.75   0      0      0       rounded open (E/F)
+AO                         0.45   0      -0.30   0.50   0      0      0       open rounded (E)
+ER                         0.22   0      -0.20   0.40   0      0.10   0       slightly rounded (E)
 IY                         0.15   0      0.90    0      0      0.30   0       spread (B/C)
 IH                         0.25   0      0.60    0      0      0.20   0       spread (C)
-EY                         0.35   0      0.60    0      0      0.20   0       half-open spread (C)
-EH                         0.50   0      0.40    0      0      0.20   0       open spread (C)
-AE                         0.75   0      0.50    0      0      0.30   0       open (C/D)
-AH                         0.60   0      0.10    0      0      0.10   0       open (C)
+EY                         0.50   0      0.60    0      0      0.20   0       half-open spread (C)
+EH                         0.62   0      0.40    0      0      0.20   0       open spread (C)
+AE                         0.80   0      0.50    0      0      0.30   0       open (C/D)
+AH                         0.70   0      0.10    0      0      0.10   0       open (C)
 AA                         1.00   0      0       0      0      0.10   0       wide open (D)
 AW AY OY (diphthongs)      first vowel → second vowel, see ``DIPHTHONGS``
 =========================  =====  =====  ======  =====  =====  =====  ======  ===========================
@@ -39,6 +39,10 @@ Each phone also has a *dominance* (how strongly it imposes its shape on its
 neighbours, Cohen & Massaro 1993): bilabials, labiodentals and rounded consonants
 dominate the lips; vowels dominate the jaw; HH, T/D/N, K/G are weak so vowel
 rounding and jaw spread through them, as in natural coarticulation.
+
+Rounded vowels open the jaw less than the unrounded open ones (EH, AE, AH): rounding already
+parts the lips (the rig pushes them out), and measured on rendered frames the rounded vowels
+otherwise showed a wider lip gap than EH/AH, inverting the order of the mouth chart.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ REST: dict[str, float] = _shape()
 VISEME_TARGETS: dict[str, dict[str, float]] = {
     SILENCE: REST,
     # bilabials: lips pressed together
-    "P": _shape(jaw=0.05, close=1.0), "B": _shape(jaw=0.05, close=1.0), "M": _shape(jaw=0.05, close=1.0),
+    "P": _shape(close=1.0), "B": _shape(close=1.0), "M": _shape(close=1.0),
     # labiodentals: lower lip under the upper teeth
     "F": _shape(jaw=0.12, wide=0.1, tuck=1.0, raise_=0.35), "V": _shape(jaw=0.12, wide=0.1, tuck=1.0, raise_=0.35),
     # dentals / laterals: tongue visible
@@ -79,14 +83,14 @@ VISEME_TARGETS: dict[str, dict[str, float]] = {
     **{p: _shape(jaw=0.15, wide=-0.4, round_=0.7, raise_=0.3) for p in ("SH", "ZH", "CH", "JH")},
     # rounded
     "W": _shape(jaw=0.10, wide=-0.9, round_=1.0), "R": _shape(jaw=0.15, wide=-0.4, round_=0.55, raise_=0.1),
-    "UW": _shape(jaw=0.20, wide=-0.8, round_=0.9), "UH": _shape(jaw=0.30, wide=-0.5, round_=0.6),
-    "OW": _shape(jaw=0.45, wide=-0.6, round_=0.75), "AO": _shape(jaw=0.60, wide=-0.3, round_=0.5),
-    "ER": _shape(jaw=0.30, wide=-0.2, round_=0.4, raise_=0.1),
+    "UW": _shape(jaw=0.20, wide=-0.8, round_=0.9), "UH": _shape(jaw=0.25, wide=-0.5, round_=0.6),
+    "OW": _shape(jaw=0.32, wide=-0.6, round_=0.75), "AO": _shape(jaw=0.45, wide=-0.3, round_=0.5),
+    "ER": _shape(jaw=0.22, wide=-0.2, round_=0.4, raise_=0.1),
     # spread
     "IY": _shape(jaw=0.15, wide=0.9, raise_=0.3), "IH": _shape(jaw=0.25, wide=0.6, raise_=0.2),
-    "EY": _shape(jaw=0.35, wide=0.6, raise_=0.2), "EH": _shape(jaw=0.50, wide=0.4, raise_=0.2),
+    "EY": _shape(jaw=0.50, wide=0.6, raise_=0.2), "EH": _shape(jaw=0.62, wide=0.4, raise_=0.2),
     # open
-    "AE": _shape(jaw=0.75, wide=0.5, raise_=0.3), "AH": _shape(jaw=0.60, wide=0.1, raise_=0.1),
+    "AE": _shape(jaw=0.80, wide=0.5, raise_=0.3), "AH": _shape(jaw=0.70, wide=0.1, raise_=0.1),
     "AA": _shape(jaw=1.00, raise_=0.1),
     # diphthongs: the single target is their average; motion.py splits them with DIPHTHONGS
     "AW": _shape(jaw=0.70, wide=-0.3, round_=0.4), "AY": _shape(jaw=0.65, wide=0.4, raise_=0.2),
