@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import spaces
@@ -95,8 +95,9 @@ class _RenderSettings(TypedDict):
     seed: int
 
 
-class _RefineSettings(TypedDict):
-    """Keyword arguments of :meth:`PortraitRefiner.refine`, as the GPU function receives them."""
+class _RefineSettings(TypedDict, total=False):
+    """Keyword arguments of :meth:`PortraitRefiner.refine`, as the GPU function receives them
+    (those not set take the refiner's defaults)."""
 
     prompt: str
     strength: float
@@ -161,7 +162,9 @@ def _render_on_gpu(key: str, reference_rgbs: list[np.ndarray], face_embeddings: 
 
 
 def _refine_duration(key: str, frames: np.ndarray, reference_rgbs: list[np.ndarray], settings: _RefineSettings) -> int:
-    steps = max(1, int(settings["num_inference_steps"] * settings["strength"]))
+    from .refine import STEPS, STRENGTH
+
+    steps = max(1, int(settings.get("num_inference_steps", STEPS) * settings.get("strength", STRENGTH)))
     return int(min(3600, 30 + len(frames) * steps * 2 * _SECONDS_PER_FRAME_PASS))
 
 
@@ -281,26 +284,18 @@ class DiffusionEngine:
         audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
         yield from _render_on_gpu(key, refs, face_embeddings, audio, float(fps), int(n_frames), structure_maps, settings)
 
-    def refine(
-        self,
-        frames: np.ndarray,
-        reference_rgbs: list[np.ndarray],
-        prompt: str = "",
-        strength: float = 0.35,
-        steps: int = 20,
-        guidance: float = 6.0,
-        identity_scale: float = 0.6,
-        seed: int = 0,
-        negative_prompt: str = "blurry, distorted face, extra teeth, artifacts",
-    ) -> np.ndarray:
-        """Refine mode over ``(N, H, W, 3)`` uint8 frames; returns frames of the same shape."""
+    def refine(self, frames: np.ndarray, reference_rgbs: list[np.ndarray], prompt: str = "",
+               steps: int | None = None, guidance: float | None = None, **options: Any) -> np.ndarray:
+        """Refine mode over ``(N, H, W, 3)`` uint8 frames; returns frames of the same shape. ``steps``
+        and ``guidance`` are named as in ``render``; ``options`` (strength, identity_scale, seed,
+        negative_prompt) are :meth:`PortraitRefiner.refine`'s, whose defaults hold for what is not set."""
         if self.refine_key is None:
             self.refine_key = DiffusionEngine.for_refine(self.device).refine_key
-        settings: _RefineSettings = {
-            "prompt": prompt or "", "strength": float(strength), "num_inference_steps": int(steps),
-            "guidance_scale": float(guidance), "identity_scale": float(identity_scale), "seed": int(seed),
-            "negative_prompt": negative_prompt,
-        }
+        settings = _RefineSettings(prompt=prompt or "", **options)  # type: ignore[typeddict-item]
+        if steps is not None:
+            settings["num_inference_steps"] = int(steps)
+        if guidance is not None:
+            settings["guidance_scale"] = float(guidance)
         refs = [np.ascontiguousarray(np.asarray(r)[..., :3], dtype=np.uint8) for r in reference_rgbs]
         return _refine_on_gpu(self.refine_key, np.asarray(frames), refs, settings)
 

@@ -27,6 +27,9 @@ from PIL import Image
 from ...errors import InputError
 from .pipeline import Scheduler, window_plan
 
+# Refine mode's defaults (the engine's ``refine`` passes only what its caller sets).
+STRENGTH, STEPS = 0.35, 20
+
 if TYPE_CHECKING:
     from diffusers.models import AutoencoderKL, MotionAdapter, UNet2DConditionModel
     from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import AnimateDiffVideoToVideoPipeline
@@ -136,9 +139,9 @@ class PortraitRefiner:
         frames: np.ndarray,
         reference_rgbs: list[np.ndarray],
         prompt: str = "",
-        strength: float = 0.35,
+        strength: float = STRENGTH,
         negative_prompt: str = "blurry, distorted face, extra teeth, artifacts",
-        num_inference_steps: int = 20,
+        num_inference_steps: int = STEPS,
         guidance_scale: float = 6.0,
         identity_scale: float = 0.6,
         seed: int = 0,
