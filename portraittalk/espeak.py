@@ -230,9 +230,17 @@ def voice_for(language: str) -> str:
     raise InputError(f"The language '{language}' is not one espeak-ng can read.")
 
 
-def synthesize(text: str, language: str, rate_wpm: int = 160, keep_audio: bool = True) -> Synthesis:
-    """Speak `text` in `language`: the audio (when asked for) and its phonemes with their times."""
-    voice = voice_for(language)
+# A voice variant without pitch flutter, roughness or echo: espeak-ng keeps the flutter's phase from
+# one utterance to the next (even across espeak_Initialize), so the default voices say the same text
+# a few samples differently each time; this variant says it the same every time.
+STEADY_VARIANT = "+Denis"
+
+
+def synthesize(text: str, language: str, rate_wpm: int = 160, keep_audio: bool = True,
+               steady: bool = False) -> Synthesis:
+    """Speak `text` in `language`: the audio (when asked for) and its phonemes with their times.
+    ``steady``: the same audio for the same text every time (for analysis, see STEADY_VARIANT)."""
+    voice = voice_for(language) + (STEADY_VARIANT if steady else "")
     with _LOCK:
         return _engine().synthesize(text, voice, rate_wpm, keep_audio)
 

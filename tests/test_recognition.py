@@ -26,7 +26,7 @@ from portraittalk.analysis.speech.words import retime_words
 from portraittalk.contracts import AudioClip, WordSegment
 from portraittalk.errors import InputError
 from portraittalk.espeak import synthesize
-from portraittalk.io.audio import ffmpeg_exe, write_wav
+from portraittalk.io.audio import ffmpeg_exe, load_audio, write_wav
 from portraittalk.io.subtitles import burn_in, cues_from_words, to_srt, write_subtitles
 from portraittalk.io.video import probe_video, read_frames
 from portraittalk.motion.visemes import VOWELS, normalize_phone
@@ -172,7 +172,8 @@ def test_real_speech_in_another_language_is_recognised_and_closes_the_lips(pipel
     report = result.report["input"]["speech"]
     assert (report["method"], report["language"], report["words_from"]) == ("espeak-dtw", language, "recognition")
     assert report["language_probability"] > 0.9 and len(report["text"]) > 40
-    phones = speech.analyze_speech(clip_of(sample_audio(ref.split("/")[1])), FPS).phones  # the same, remembered
+    # the phones of the clip as the pipeline decodes it (the same recognition, remembered)
+    phones = speech.analyze_speech(load_audio(sample_audio(ref.split("/")[1])), FPS).phones
     centres = [(p.start + p.end) / 2 for p in phones if p.phone in BILABIALS and p.end - p.start >= 0.04]
     gaps = mouth_gaps(result, face_analyzer)
     closed = [gaps[max(0, round(t * FPS) - 1):round(t * FPS) + 2].min() for t in centres]

@@ -172,9 +172,13 @@ class MotionStitcher:
             end = window.to_s if k == last else window.end_s
             for w in analysis.words:
                 a, b = w.start + window.from_s, w.end + window.from_s
-                # Two windows may cut a word differently at their edge: the first reading stands.
-                overlaps = bool(words) and a < words[-1].end - WORD_OVERLAP_S
-                if window.start_s <= (a + b) / 2 < end and not overlaps:
+                # Two windows may cut a word differently at their edge: the first reading stands,
+                # and a word that starts a moment before the last one ends starts at its end.
+                if words and a < words[-1].end:
+                    if a < words[-1].end - WORD_OVERLAP_S:
+                        continue
+                    a = words[-1].end
+                if window.start_s <= (a + b) / 2 < end and b > a:
                     words.append(WordSegment(w.text, round(a, 3), round(b, 3)))
         return words
 

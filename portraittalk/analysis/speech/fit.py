@@ -75,7 +75,8 @@ def _fit_chunk(samples: np.ndarray, words: list[WordSegment], language: str) -> 
     spoken = sum(max(w.end - w.start, 0.05) for w in words)
     # the warp allows the recording to run at ½–2× the synthesis: speak at about its pace
     rate = int(np.clip(60.0 * len(words) / max(spoken, 0.3), 90, 400))
-    synth = synthesize(" ".join(w.text.replace(" ", "") for w in words), language, rate, keep_audio=True)
+    synth = synthesize(" ".join(w.text.replace(" ", "") for w in words), language, rate, keep_audio=True,
+                       steady=True)  # the same fit for the same recording, whatever was said before
     if not synth.phonemes or not len(synth.samples):
         return []
     to_real = _warp(samples, synth, words)
