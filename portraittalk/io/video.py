@@ -235,8 +235,9 @@ class VideoEncoder:
             if self.audio_path is not None and not self._audio_muxed:
                 self._mux_audio()
             elif self._subtitles_later:
-                self._remux(["-i", ffmpeg_file(str(self._video_tmp)), *self._subtitles(1)[0], "-map", "0",
-                             *self._subtitles(1)[1], "-c:v", "copy", "-c:a", "copy"], "Adding the subtitles")
+                sub_in, sub_out = self._subtitles(1)
+                self._remux(["-i", ffmpeg_file(str(self._video_tmp)), *sub_in, "-map", "0", *sub_out,
+                             "-c:v", "copy", "-c:a", "copy"], "Adding the subtitles")
             else:
                 publish(self._video_tmp, self.out_path)
         finally:
